@@ -1,0 +1,73 @@
+"""The Algorithm contract and Builder, the helpers every algorithm uses to emit its nodes."""
+
+from __future__ import annotations
+
+from tensorflow.core.framework import types_pb2
+
+from ..context import Reduction, RewriteContext
+from ..errors import ConfigError
+from ..ir import names
+from ..ir.rewriter import int_attr, type_attr
+
+FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
+
+
+class Builder:
+    """Emits the nodes of one reduction: names under `[tower{i}/]allreduce/<key>/`, scaling, sums."""
+
+    def __init__(self, ctx: RewriteContext, reduction: Reduction, ordinal: int, average: bool):
+        self.ctx = ctx
+        self.rw = ctx.rewriter
+        self.red = reduction
+        self.ordinal = ordinal
+        self.average = average
+        self.k = len(reduction.inputs)
+
+    def scope(self, tower: int | None) -> str:
+        base = f"allreduce/{self.red.key}"
+        return base if tower is None else names.tower_name(tower, base)
+
+    def name(self, tower: int | None, leaf: str) -> str:
+        return self.rw.unique_name(f"{self.scope(tower)}/{leaf}")
+
+    def device(self, tower: int) -> str:
+        return self.ctx.devices[tower]
+
+    def add(self, tower: int | None, leaf: str, op: str, inputs, attrs, device: str) -> str:
+        return self.rw.add(self.name(tower, leaf), op, inputs, attrs, device).name
+
+    def add_n(self, tower: int | None, inputs: list[str], device: str, leaf: str = "sum") -> str:
+        if len(inputs) == 1:
+            return self.add(tower, leaf, "Identity", inputs, {"T": type_attr(self.red.dtype)}, device)
+        return self.add(tower, leaf, "AddN", inputs,
+                        {"T": type_attr(self.red.dtype), "N": int_attr(len(inputs))}, device)
+
+    def scaled(self, tower: int | None, tensor: str, device: str) -> str:
+        """`tensor` times 1/K when averaging, else `tensor` itself."""
+        if not self.average:
+            return tensor
+        if self.red.dtype not in FLOAT_TYPES:
+            raise ConfigError(
+                f"cannot average the {types_pb2.DataType.Name(self.red.dtype)} gradient of "
+                f"'{self.red.key}'; use average: false"
+            )
+        factor = self.rw.const(self.name(tower, "scale"), 1.0 / self.k, self.red.dtype, device)
+        return self.add(tower, "mean", "Mul", [tensor, factor.name], {"T": type_attr(self.red.dtype)}, device)
+
+
+class Algorithm:
+    """One way of reducing K per-tower gradients; `all_reduce` algorithms give every tower a copy."""
+
+    name = ""
+    all_reduce = True
+    summary = ""
+
+    def check(self, ctx: RewriteContext) -> None:
+        """Refuse devices or modes the algorithm cannot serve (ConfigError)."""
+
+    def prepare(self, ctx: RewriteContext) -> None:
+        """Called once before the first reduction of a pass."""
+
+    def build(self, b: Builder) -> list[str]:  # pragma: no cover - abstract
+        """Emit the reduction; return one tensor per output of `b.red`."""
+        raise NotImplementedError

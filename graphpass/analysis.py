@@ -1,0 +1,253 @@
+"""What a single-tower training graph is: its inputs, variables and their state, apply ops, raw
+gradients, global step, init and train ops — found from the graph's structure alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tensorflow.core.framework import types_pb2
+from tensorflow.python.framework import dtypes
+
+from . import gradients, opdefs
+from .errors import InvalidGraphError
+from .ir import names
+from .ir.graph import Graph
+
+INPUT_OPS = ("Placeholder", "PlaceholderWithDefault")
+PASS_THROUGH_OPS = ("Identity", "RefIdentity")
+
+
+@dataclass
+class Variable:
+    name: str
+    op: str
+    dtype: int
+    shape: list[int] | None
+    resource: bool
+    trainable: bool = False
+    slot_of: str | None = None
+
+    @property
+    def num_elements(self) -> int | None:
+        if self.shape is None or any(d < 0 for d in self.shape):
+            return None
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        n = self.num_elements
+        return 0 if n is None else n * dtypes.as_dtype(self.dtype).size
+
+
+@dataclass
+class ApplyOp:
+    name: str
+    op: str
+    var: str
+    state: list[str]
+    grad_input: int
+    sparse: bool
+    raw_grad: str
+    post: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Input:
+    name: str
+    op: str
+    dtype: int
+    shape: list[int] | None
+
+    @property
+    def batched(self) -> bool:
+        return self.shape is None or len(self.shape) > 0
+
+    @property
+    def static_batch(self) -> int | None:
+        if self.shape and self.shape[0] >= 0:
+            return self.shape[0]
+        return None
+
+
+@dataclass
+class TrainingGraph:
+    """The analysis of one single-tower training graph."""
+
+    inputs: list[Input]
+    variables: dict[str, Variable]
+    applies: list[ApplyOp]
+    gradient_scopes: list[str]
+    global_step: str | None
+    train_ops: list[str]
+    init_ops: list[str]
+
+    @property
+    def batched_inputs(self) -> list[Input]:
+        return [i for i in self.inputs if i.batched]
+
+    @property
+    def trainable(self) -> list[str]:
+        return [v.name for v in self.variables.values() if v.trainable]
+
+    @property
+    def replicated_state(self) -> list[str]:
+        """Trainable variables and their slots: what replicated mode copies per tower."""
+        return [v.name for v in self.variables.values() if v.trainable or v.slot_of]
+
+    def raw_gradients(self) -> dict[str, list[ApplyOp]]:
+        """Raw gradient tensor -> the apply ops that consume it, in graph order."""
+        out: dict[str, list[ApplyOp]] = {}
+        for a in self.applies:
+            out.setdefault(a.raw_grad, []).append(a)
+        return out
+
+
+def _shape_of(node) -> list[int] | None:
+    attr = node.attr.get("shape")
+    if attr is None or attr.shape.unknown_rank:
+        return None
+    return [d.size for d in attr.shape.dim]
+
+
+def _resolve_variable(graph: Graph, ref: str, variables: dict[str, Variable]) -> str | None:
+    node = names.node_of(ref)
+    for _ in range(64):
+        if node in variables:
+            return node
+        n = graph.node(node)
+        if n.op not in PASS_THROUGH_OPS or not n.input:
+            return None
+        node = names.node_of(n.input[0])
+    return None
+
+
+def analyze(graph: Graph) -> TrainingGraph:
+    """Analyse a single-tower training graph.
+
+    Raises:
+        InvalidGraphError: unknown op types, no optimizer apply ops (an inference graph), no
+            variables, or an update graphpass cannot map to a variable.
+    """
+    variables: dict[str, Variable] = {}
+    for node in graph.nodes():
+        opdefs.op_def(node.op, node.name)
+        if opdefs.is_variable_op(node.op):
+            dtype = node.attr["dtype"].type
+            variables[node.name] = Variable(
+                node.name, node.op, dtype, _shape_of(node), opdefs.is_resource_variable_op(node.op)
+            )
+    if not variables:
+        raise InvalidGraphError("the graph has no variables, so there is nothing to train")
+
+    raw_applies: list[tuple[str, opdefs.ApplySignature, str, list[str]]] = []
+    for node in graph.nodes():
+        sig = opdefs.apply_signature(node.op)
+        if sig is None:
+            continue
+        var = _resolve_variable(graph, node.input[sig.var], variables)
+        if var is None:
+            raise InvalidGraphError(
+                f"apply op '{node.name}' ({node.op}) updates '{node.input[sig.var]}', which is not a variable"
+            )
+        state = []
+        for i in sig.state:
+            s = _resolve_variable(graph, node.input[i], variables)
+            if s is None:
+                raise InvalidGraphError(
+                    f"apply op '{node.name}' takes optimizer state '{node.input[i]}', which is not a variable"
+                )
+            state.append(s)
+        if sig.sparse:
+            raise InvalidGraphError(
+                f"apply op '{node.name}' ({node.op}) takes a sparse gradient for '{var}'; "
+                "sparse gradients are not supported yet"
+            )
+        raw_applies.append((node.name, sig, var, state))
+    if not raw_applies:
+        raise InvalidGraphError(
+            "the graph has no optimizer apply ops (Apply*/ResourceApply*): it looks like an "
+            "inference graph; graphpass rewrites training graphs"
+        )
+
+    scopes = gradients.gradient_scopes(graph)
+    backward = gradients.backward_nodes(graph, scopes)
+    grad_inputs = {name: graph.node(name).input[sig.grad] for name, sig, _, _ in raw_applies}
+    cuts = gradients.find_raw_gradients(graph, grad_inputs, backward)
+
+    applies = []
+    for name, sig, var, state in raw_applies:
+        variables[var].trainable = True
+        for s in state:
+            variables[s].slot_of = variables[s].slot_of or var
+        cut = cuts[name]
+        applies.append(ApplyOp(name, graph.node(name).op, var, state, sig.grad, sig.sparse, cut.raw, cut.post))
+    for v in variables.values():
+        if v.trainable and v.slot_of:
+            raise InvalidGraphError(f"variable '{v.name}' is both trained and used as optimizer state")
+
+    raw_nodes = {names.node_of(a.raw_grad) for a in applies}
+    tower_side = graph.ancestors(raw_nodes, stop=lambda n: n in variables)
+    inputs = [
+        Input(n, graph.node(n).op, graph.node(n).attr["dtype"].type, _shape_of(graph.node(n)))
+        for n in graph.names()
+        if n in tower_side and graph.node(n).op in INPUT_OPS
+    ]
+    apply_names = [a.name for a in applies]
+    after_update = graph.descendants(apply_names)
+    return TrainingGraph(
+        inputs=inputs,
+        variables=variables,
+        applies=applies,
+        gradient_scopes=scopes,
+        global_step=_global_step(graph, variables, after_update),
+        train_ops=_sinks(graph, after_update, apply_names),
+        init_ops=_init_ops(graph, variables, after_update),
+    )
+
+
+INT_TYPES = (types_pb2.DT_INT32, types_pb2.DT_INT64)
+
+
+def _global_step(graph: Graph, variables: dict[str, Variable], after_update: set[str]) -> str | None:
+    """The integer scalar variable written once the updates are done (the step counter)."""
+    for v in variables.values():
+        if v.trainable or v.slot_of or v.dtype not in INT_TYPES or v.shape != []:
+            continue
+        for user in graph.users(v.name):
+            if user in after_update and opdefs.written_inputs(graph.node(user).op):
+                return v.name
+    return None
+
+
+def _sinks(graph: Graph, region: set[str], required: list[str]) -> list[str]:
+    """Nodes of `region` nobody reads that depend on every one of `required` (the train ops)."""
+    out = []
+    for n in graph.names():
+        if n in region and not graph.users(n):
+            anc = graph.ancestors([n])
+            if all(r in anc for r in required):
+                out.append(n)
+    return out
+
+
+def _init_ops(graph: Graph, variables: dict[str, Variable], after_update: set[str]) -> list[str]:
+    """Unused no-op nodes outside the training step that run an initializing write of every variable."""
+    out = []
+    for n in graph.names():
+        node = graph.node(n)
+        if node.op != "NoOp" or n in after_update or graph.users(n):
+            continue
+        written = set()
+        for a in graph.ancestors([n]):
+            an = graph.node(a)
+            for pos in opdefs.written_inputs(an.op):
+                if pos < len(an.input):
+                    v = names.node_of(an.input[pos])
+                    if v in variables:
+                        written.add(v)
+        if written and written >= set(variables):
+            out.append(n)
+    return out

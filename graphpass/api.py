@@ -1,0 +1,108 @@
+"""The rewrite entry point: load -> analyse -> pipeline of passes -> verify -> GraphDef."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tensorflow.core.framework import graph_pb2
+
+from . import analysis, devices as devmod
+from .context import RewriteContext
+from .errors import InvalidGraphError
+from .io import load_graph
+from .ir import verify
+from .ir.graph import Graph
+from .ir.rewriter import Rewriter
+from .pipeline import DEFAULT_RULES, Pipeline, PassRun
+from .shapes import ShapeOracle
+
+GraphDef = graph_pb2.GraphDef
+
+
+@dataclass
+class Report:
+    """What a rewrite did, for the CLI summary and for pipelines that log it."""
+
+    devices: list[str]
+    rules: str
+    mode: str | None
+    nodes_in: int
+    nodes_out: int
+    variables: int
+    trainable: int
+    replicated_variables: int
+    reductions: int
+    passes: list[PassRun] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def towers(self) -> int:
+        return len(self.devices)
+
+
+def rewrite(
+    graph: GraphDef | str | os.PathLike,
+    devices: int | str | Sequence[str] = 8,
+    rules: str | os.PathLike | Pipeline = DEFAULT_RULES,
+    device_type: str = "GPU",
+    verify_each: bool = False,
+) -> GraphDef:
+    """Rewrite a single-tower training graph into a data-parallel graph over `devices`.
+
+    Args:
+        graph: a GraphDef, or the path of a .pb/.pbtxt/.meta file.
+        devices: a tower count (devices 0..N-1 of `device_type`) or a list of device names.
+        rules: a preset name from rules/, a YAML path, or a Pipeline.
+        device_type: GPU or CPU, used when `devices` is a count.
+        verify_each: check the graph's structure after every pass.
+    Returns:
+        The rewritten GraphDef; the input is not modified.
+    Raises:
+        GraphpassError: InvalidGraphError, ConfigError or PassFailedError for bad input.
+    """
+    return rewrite_with_report(graph, devices, rules, device_type, verify_each)[0]
+
+
+def rewrite_with_report(
+    graph: GraphDef | str | os.PathLike,
+    devices: int | str | Sequence[str] = 8,
+    rules: str | os.PathLike | Pipeline = DEFAULT_RULES,
+    device_type: str = "GPU",
+    verify_each: bool = False,
+) -> tuple[GraphDef, Report]:
+    """Like rewrite(), also returning a Report of what was done."""
+    start = time.perf_counter()
+    pipeline = rules if isinstance(rules, Pipeline) else Pipeline.load(rules)
+    towers = devmod.parse_devices(devices, device_type)
+    if isinstance(graph, GraphDef):
+        g = Graph(graph, copy=True)
+    elif isinstance(graph, (str, os.PathLike)):
+        g = Graph(load_graph(graph), copy=False)
+    else:
+        raise InvalidGraphError(f"expected a GraphDef or a path, got {type(graph).__name__}")
+    nodes_in = len(g)
+    shapes = ShapeOracle(g._source)
+    info = analysis.analyze(g)
+    ctx = RewriteContext(g, Rewriter(g), towers, info, shapes)
+    runs = pipeline.run(ctx, verify_each=verify_each)
+    verify.check(g)
+    out = g.to_graph_def()
+    report = Report(
+        devices=towers,
+        rules=pipeline.source,
+        mode=ctx.mode,
+        nodes_in=nodes_in,
+        nodes_out=len(out.node),
+        variables=len(info.variables),
+        trainable=len(info.trainable),
+        replicated_variables=len(ctx.replicas),
+        reductions=len(ctx.reduced),
+        passes=runs,
+        seconds=time.perf_counter() - start,
+        notes=list(ctx.notes),
+    )
+    return out, report

@@ -1,0 +1,166 @@
+"""The graphpass command: argument parsing and printing only; the work is in graphpass.api."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROG = "graphpass"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other user error
+        raise _UsageError(message)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Rewrite single-tower TF1 training graphs for K devices.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("rewrite", help="replicate a training graph across devices")
+    r.add_argument("input", help="single-tower training GraphDef (.pb, .pbtxt or .meta)")
+    r.add_argument("-o", "--output", help="where to write the result (default: INPUT.rewritten.pb)")
+    r.add_argument("--devices", required=True,
+                   help="tower count (8 = devices 0..7) or a comma-separated list of device names")
+    r.add_argument("--device-type", default="GPU", type=str.upper, choices=["GPU", "CPU"],
+                   help="device type for a count (default GPU)")
+    r.add_argument("--rules", default=None, help="preset name or YAML file (default replicated-nccl)")
+    r.add_argument("--verify-each", action="store_true", help="check the graph after every pass")
+    r.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+    sub.add_parser("rules", help="list the shipped presets and the passes with their options")
+    return p
+
+
+def _default_output(path: Path) -> Path:
+    suffix = path.suffix if path.suffix in (".pb", ".pbtxt") else ".pb"
+    return path.with_name(f"{path.stem}.rewritten{suffix}")
+
+
+def _check_output(inp: Path, out: Path):
+    from .errors import ConfigError
+
+    if out.exists() and inp.exists() and out.resolve() == inp.resolve():
+        raise ConfigError(f"output {out} is the input file; choose another -o")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"output directory {parent} does not exist")
+    if out.is_dir():
+        raise ConfigError(f"output {out} is a directory")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr muted: its C++ start-up logs bypass TF_CPP_MIN_LOG_LEVEL and
+    would bury graphpass's one-line messages."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _cmd_rewrite(args) -> int:
+    from .api import rewrite_with_report
+    from .io import save_graph
+
+    inp = Path(args.input)
+    out = Path(args.output) if args.output else _default_output(inp)
+    _check_output(inp, out)
+    graph_def, report = rewrite_with_report(
+        inp, args.devices, args.rules or "replicated-nccl", args.device_type, args.verify_each
+    )
+    save_graph(graph_def, out)
+    if not args.quiet:
+        _print_summary(inp, out, report)
+    return 0
+
+
+def _device_range(devices: list[str]) -> str:
+    if len(devices) > 2:
+        prefix = devices[0].rsplit(":", 1)[0]
+        if all(d == f"{prefix}:{i}" for i, d in enumerate(devices)):
+            return f"{prefix}:0..{len(devices) - 1}"
+    return ", ".join(devices)
+
+
+def _print_summary(inp: Path, out: Path, r) -> None:
+    lines = [
+        f"{PROG}: {inp} -> {out}",
+        f"  towers     {r.towers} on {_device_range(r.devices)} ({r.mode}, rules {r.rules})",
+        f"  variables  {r.variables} ({r.trainable} trainable; "
+        + (f"{r.replicated_variables} with a replica per tower)" if r.mode == "replicated"
+           else "one copy each)"),
+    ]
+    for run in r.passes:
+        lines.append(f"  {run.pass_.name:<10} {run.result.summary} ({run.seconds * 1000:.0f} ms)")
+    lines.append(f"  nodes      {r.nodes_in} -> {r.nodes_out}")
+    lines.append(f"  time       {r.seconds:.2f} s")
+    for note in r.notes:
+        lines.append(f"  note       {note}")
+    print("\n".join(lines))
+
+
+def _cmd_rules(args) -> int:
+    from .passes import REGISTRY
+    from .pipeline import preset_description, preset_names
+
+    print("presets (--rules NAME):")
+    for name in preset_names():
+        print(f"  {name:<24} {preset_description(name)}")
+    print("\npasses (in a rules file: passes: [- NAME: {OPTION: VALUE}]):")
+    for name, cls in sorted(REGISTRY.items()):
+        print(f"  {name:<24} {cls.summary}")
+        for opt in cls.options():
+            print(f"    {opt.name}: {opt.type_name()} = {opt.default!r}")
+            if opt.help:
+                print(f"        {opt.help}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        print(f"{PROG}: error: {e} (see '{PROG} --help')", file=sys.stderr)
+        return 2
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _import_tensorflow_quietly()
+    from .errors import GraphpassError
+
+    try:
+        return {"rewrite": _cmd_rewrite, "rules": _cmd_rules}[args.command](args)
+    except GraphpassError as e:
+        kind = "internal error (a bug in graphpass)" if e.exit_code == 1 else "error"
+        print(f"{PROG}: {kind}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence: no tracebacks for users
+        if os.environ.get("GRAPHPASS_DEBUG"):
+            raise
+        print(f"{PROG}: internal error (a bug in graphpass): {type(e).__name__}: {e} "
+              "(set GRAPHPASS_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""What passes hand each other: the devices, the analysis, and the gradient reductions still to build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .analysis import TrainingGraph
+from .ir.graph import Graph
+from .ir.rewriter import Rewriter
+from .shapes import ShapeOracle
+
+
+@dataclass
+class Reduction:
+    """K per-tower tensors to be summed (or averaged) into `outputs`.
+
+    `outputs` are Identity nodes that consumers already read: one per tower for an all-reduce,
+    a single one for parameter-server aggregation. A pass that builds the reduction points
+    each output at its result.
+    """
+
+    key: str
+    inputs: list[str]
+    outputs: list[str]
+    dtype: int
+    shape: list[int] | None
+    variables: list[str]
+
+    @property
+    def all_reduce(self) -> bool:
+        return len(self.outputs) == len(self.inputs)
+
+    @property
+    def num_elements(self) -> int | None:
+        if self.shape is None or any(d is None or d < 0 for d in self.shape):
+            return None
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class RewriteContext:
+    """Shared state of one pipeline run over one graph."""
+
+    graph: Graph
+    rewriter: Rewriter
+    devices: list[str]
+    analysis: TrainingGraph
+    shapes: ShapeOracle
+    mode: str | None = None
+    variable_devices: dict[str, str] = field(default_factory=dict)
+    replicas: dict[str, list[str]] = field(default_factory=dict)
+    pending: list[Reduction] = field(default_factory=list)
+    reduced: list[tuple[Reduction, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_towers(self) -> int:
+        return len(self.devices)

@@ -1,0 +1,78 @@
+"""Device specifications: "8" with a device type, or an explicit list of device names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tensorflow.python.framework.device_spec import DeviceSpecV2
+
+from . import opdefs
+from .errors import ConfigError
+
+DEVICE_TYPES = ("GPU", "CPU")
+
+
+def canonical(device: str) -> str:
+    """The canonical form of a device name ("gpu:1" -> "/device:GPU:1")."""
+    try:
+        spec = DeviceSpecV2.from_string(device.strip())
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"'{device}' is not a device name ({e})") from None
+    if spec.device_type is None or spec.device_index is None:
+        raise ConfigError(f"'{device}' is not a full device name; expected e.g. /device:GPU:0")
+    return spec.to_string()
+
+
+def parse_devices(spec: int | str | Sequence[str], device_type: str = "GPU") -> list[str]:
+    """The tower devices described by `spec`.
+
+    Args:
+        spec: a count (8 or "8": devices 0..7 of `device_type`), a comma-separated string or a list
+            of device names.
+        device_type: GPU or CPU, used with a count.
+    Returns:
+        Canonical device names, one per tower.
+    Raises:
+        ConfigError: a count below 1, an unknown device type, a malformed or repeated name.
+    """
+    dtype = device_type.upper()
+    if dtype not in DEVICE_TYPES:
+        raise ConfigError(f"device type '{device_type}' is not one of {', '.join(DEVICE_TYPES)}")
+    if isinstance(spec, bool):
+        raise ConfigError("devices must be a count or a list of device names")
+    if isinstance(spec, str) and spec.strip().lstrip("-").isdigit():
+        spec = int(spec)
+    if isinstance(spec, int):
+        if spec < 1:
+            raise ConfigError(f"--devices must be at least 1 (got {spec})")
+        return [f"/device:{dtype}:{i}" for i in range(spec)]
+    items = [s for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    items = [s.strip() for s in items if s.strip()]
+    if not items:
+        raise ConfigError("no devices given")
+    devices = [canonical(d) for d in items]
+    seen: set[str] = set()
+    for d in devices:
+        if d in seen:
+            raise ConfigError(f"device {d} is listed twice")
+        seen.add(d)
+    return devices
+
+
+def device_type(device: str) -> str:
+    spec = DeviceSpecV2.from_string(device)
+    return (spec.device_type or "").upper()
+
+
+def host_of(device: str) -> str:
+    """The CPU of the machine that holds `device`."""
+    spec = DeviceSpecV2.from_string(device)
+    return spec.replace(device_type="CPU", device_index=0).to_string()
+
+
+def for_node(node, device: str) -> str:
+    """`device`, or its host CPU when TensorFlow has no kernel for `node` on that device type."""
+    dtype = device_type(device)
+    if dtype == "CPU" or opdefs.has_kernel(node, dtype):
+        return device
+    return host_of(device)

@@ -1,0 +1,169 @@
+"""Running graphs on K virtual CPU devices and comparing a rewrite with its single-tower original."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework import dtypes
+
+from . import opdefs
+from .ir import names
+
+tf1 = tf.compat.v1
+
+
+def session_config(num_cpus: int):
+    """A v1 session config exposing /device:CPU:0..num_cpus-1 with strict placement."""
+    return tf1.ConfigProto(device_count={"CPU": num_cpus}, allow_soft_placement=False)
+
+
+class Runner:
+    """One GraphDef imported into its own tf.Graph and Session, with readers for every variable."""
+
+    def __init__(self, graph_def, num_cpus: int = 1):
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf1.import_graph_def(graph_def, name="")
+            self.readers: dict[str, tf.Tensor] = {}
+            for node in graph_def.node:
+                if not opdefs.is_variable_op(node.op):
+                    continue
+                out = self.graph.get_tensor_by_name(node.name + ":0")
+                if opdefs.is_resource_variable_op(node.op):
+                    with tf1.device(node.device), tf1.name_scope(None):
+                        out = tf.raw_ops.ReadVariableOp(
+                            resource=out, dtype=dtypes.as_dtype(node.attr["dtype"].type),
+                            name=f"graphpass_read/{node.name}",
+                        )
+                self.readers[node.name] = out
+        self.session = tf1.Session(graph=self.graph, config=session_config(num_cpus))
+
+    def run(self, fetches, feeds: dict[str, np.ndarray] | None = None):
+        feed_dict = {self.graph.get_tensor_by_name(names.tensor(*names.parse(k)[:2]) + ":0"
+                                                   if ":" not in k else k): v
+                     for k, v in (feeds or {}).items()}
+        return self.session.run(fetches, feed_dict=feed_dict)
+
+    def variables(self, which: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        keys = list(self.readers) if which is None else list(which)
+        values = self.session.run([self.readers[k] for k in keys])
+        return dict(zip(keys, values))
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@dataclass
+class Comparison:
+    """The outcome of running an original and its rewrite side by side."""
+
+    steps: int
+    max_rel_diff: dict[str, float] = field(default_factory=dict)
+    replica_mismatch: dict[str, float] = field(default_factory=dict)
+    initial_mismatch: dict[str, float] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    def worst(self) -> tuple[str, float]:
+        if not self.max_rel_diff:
+            return "", 0.0
+        name = max(self.max_rel_diff, key=self.max_rel_diff.get)
+        return name, self.max_rel_diff[name]
+
+    def ok(self, rtol: float = 1e-5) -> bool:
+        return (
+            not self.missing
+            and not self.replica_mismatch
+            and not self.initial_mismatch
+            and all(v <= rtol for v in self.max_rel_diff.values())
+        )
+
+
+def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max|a - b| / max|b| (0 when both are zero): a per-variable relative error."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def replicas_of(rewritten_def, variable: str) -> list[str]:
+    """The tower copies `tower{i}/<variable>` present in a rewritten graph."""
+    present = {n.name for n in rewritten_def.node}
+    out, i = [], 1
+    while names.tower_name(i, variable) in present:
+        out.append(names.tower_name(i, variable))
+        i += 1
+    return out
+
+
+def compare(
+    original_def,
+    rewritten_def,
+    num_devices: int,
+    batches: list[dict[str, np.ndarray]],
+    train_op: str,
+    init_op: str,
+) -> Comparison:
+    """Initialise both graphs, run one train step per batch, compare every variable.
+
+    The original runs on one CPU, the rewrite on `num_devices` virtual CPUs, each on the same
+    global batches. Canonical variables are compared with the original's; replicas with their
+    canonical copy (exactly: they must stay bit-identical).
+    """
+    result = Comparison(steps=len(batches))
+    with Runner(original_def, 1) as single, Runner(rewritten_def, num_devices) as multi:
+        single.run(init_op)
+        multi.run(init_op)
+        variables = list(single.readers)
+        result.missing = [v for v in variables if v not in multi.readers]
+        variables = [v for v in variables if v in multi.readers]
+        replicas = {v: replicas_of(rewritten_def, v) for v in variables}
+        a, b = single.variables(variables), multi.variables(variables)
+        for v in variables:
+            d = rel_diff(b[v], a[v])
+            if d > 0:
+                result.initial_mismatch[v] = d
+        for feeds in batches:
+            single.run(train_op, feeds)
+            multi.run(train_op, feeds)
+        a = single.variables(variables)
+        b = multi.variables(variables + [r for rs in replicas.values() for r in rs])
+        for v in variables:
+            result.max_rel_diff[v] = rel_diff(b[v], a[v])
+            for r in replicas[v]:
+                if not np.array_equal(b[r], b[v]):
+                    result.replica_mismatch[r] = rel_diff(b[r], b[v])
+    return result
+
+
+def random_batches(
+    feeds: dict[str, dict], batch: int, steps: int, seed: int = 0,
+    int_high: Callable[[str], int] | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """`steps` random global batches for feeds given as {name: {shape, dtype, classes}}."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(steps):
+        batch_feeds = {}
+        for name, spec in feeds.items():
+            shape = [batch if d is None or d < 0 else d for d in spec["shape"]]
+            dtype = np.dtype(spec["dtype"])
+            if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+                high = spec.get("classes") or (int_high(name) if int_high else 2)
+                batch_feeds[name] = rng.integers(0, high, size=shape).astype(dtype)
+            else:
+                batch_feeds[name] = rng.standard_normal(shape).astype(dtype)
+        out.append(batch_feeds)
+    return out

@@ -1,0 +1,121 @@
+"""Reading and writing GraphDefs: binary .pb, text .pbtxt, MetaGraphDef .meta in; atomic writes out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from google.protobuf import message, text_format
+from tensorflow.core.framework import graph_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from .errors import ConfigError, InvalidGraphError
+
+GraphDef = graph_pb2.GraphDef
+TEXT_SUFFIXES = (".pbtxt", ".pbtext", ".txt", ".prototxt")
+BINARY_SUFFIXES = (".pb", ".graphdef")
+META_SUFFIXES = (".meta",)
+
+
+def _is_text(path: Path) -> bool:
+    return path.suffix.lower() in TEXT_SUFFIXES
+
+
+def load_graph(path: str | os.PathLike) -> GraphDef:
+    """Read a GraphDef from `path`: text if it ends in .pbtxt, a MetaGraphDef's graph if .meta, else binary.
+
+    Raises:
+        InvalidGraphError: the file is missing, empty, a SavedModel directory or not a GraphDef.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
+            raise InvalidGraphError(
+                f"{path} is a SavedModel directory; graphpass reads a GraphDef: export one with "
+                "tf.compat.v1.saved_model.load(sess, tags, dir) then "
+                "tf.io.write_graph(sess.graph_def, '.', 'model.pb', as_text=False)"
+            )
+        raise InvalidGraphError(f"{path} is a directory, not a GraphDef file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidGraphError(f"{path}: no such file") from None
+    except OSError as e:
+        raise InvalidGraphError(f"{path}: cannot read ({e.strerror})") from None
+    if not data.strip():
+        raise InvalidGraphError(f"{path} is empty")
+    suffix = path.suffix.lower()
+    if suffix in META_SUFFIXES:
+        meta = meta_graph_pb2.MetaGraphDef()
+        try:
+            meta.ParseFromString(data)
+        except message.DecodeError:
+            raise InvalidGraphError(f"{path} is not a binary MetaGraphDef (.meta)") from None
+        graph_def = meta.graph_def
+    elif _is_text(path):
+        graph_def = GraphDef()
+        try:
+            text_format.Parse(data.decode("utf-8"), graph_def)
+        except (text_format.ParseError, UnicodeDecodeError) as e:
+            line = str(e).splitlines()[0] if str(e) else "unreadable text"
+            raise InvalidGraphError(f"{path} is not a text GraphDef (.pbtxt): {line}") from None
+    else:
+        graph_def = GraphDef()
+        try:
+            graph_def.ParseFromString(data)
+        except message.DecodeError:
+            hint = " (it looks like text: name it .pbtxt)" if _looks_like_text(data) else ""
+            raise InvalidGraphError(f"{path} is not a binary GraphDef (.pb){hint}") from None
+    _check_parsed(graph_def, path)
+    return graph_def
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:512]
+    return b"node" in head and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+
+
+def _check_parsed(graph_def: GraphDef, path: Path) -> None:
+    """Protobuf parsing accepts many byte strings; a usable GraphDef has named, typed nodes."""
+    if not graph_def.node:
+        raise InvalidGraphError(f"{path} holds no graph nodes (not a GraphDef, or an empty graph)")
+    for node in graph_def.node:
+        if not node.name or not node.op:
+            raise InvalidGraphError(f"{path} is not a GraphDef: it has a node without a name or op")
+
+
+def serialize(graph_def: GraphDef, text: bool = False) -> bytes:
+    """Deterministic bytes for `graph_def` (attribute maps sorted), binary or text."""
+    if text:
+        return text_format.MessageToString(graph_def).encode("utf-8")
+    return graph_def.SerializeToString(deterministic=True)
+
+
+def save_graph(graph_def: GraphDef, path: str | os.PathLike) -> None:
+    """Write `graph_def` to `path` atomically (temp file, then rename); text if .pbtxt.
+
+    Raises:
+        ConfigError: the output directory does not exist or cannot be written.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise ConfigError(f"output directory {directory} does not exist")
+    data = serialize(graph_def, text=_is_text(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise ConfigError(f"cannot write to {directory}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,76 @@
+"""Tensor and node references: "n", "n:1", "^n", colocation "loc:@n", and scope prefixes."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Ref(NamedTuple):
+    """One entry of a NodeDef's input list, parsed."""
+
+    node: str
+    index: int
+    control: bool
+
+    def __str__(self) -> str:
+        if self.control:
+            return "^" + self.node
+        return self.node if self.index == 0 else f"{self.node}:{self.index}"
+
+
+def parse(ref: str) -> Ref:
+    """Parse an input string: "n" -> (n, 0), "n:2" -> (n, 2), "^n" -> control edge on n."""
+    if ref.startswith("^"):
+        return Ref(ref[1:], -1, True)
+    node, sep, idx = ref.rpartition(":")
+    if sep and idx.isdigit():
+        return Ref(node, int(idx), False)
+    return Ref(ref, 0, False)
+
+
+def node_of(ref: str) -> str:
+    """The node name an input string refers to."""
+    if ref.startswith("^"):
+        return ref[1:]
+    node, sep, idx = ref.rpartition(":")
+    return node if sep and idx.isdigit() else ref
+
+
+def tensor(node: str, index: int = 0) -> str:
+    """The canonical input string for output `index` of `node`."""
+    return node if index == 0 else f"{node}:{index}"
+
+
+def control(node: str) -> str:
+    return "^" + node
+
+
+def is_control(ref: str) -> bool:
+    return ref.startswith("^")
+
+
+COLOCATION_ATTR = "_class"
+COLOCATION_PREFIX = b"loc:@"
+
+
+def colocation_targets(node) -> list[str]:
+    """Names of the nodes `node` is colocated with through its `_class` attribute."""
+    attr = node.attr.get(COLOCATION_ATTR)
+    if attr is None:
+        return []
+    return [s[len(COLOCATION_PREFIX):].decode() for s in attr.list.s if s.startswith(COLOCATION_PREFIX)]
+
+
+def set_colocation(node, targets: list[str]) -> None:
+    """Replace `node`'s colocation list; other `_class` entries are kept."""
+    attr = node.attr[COLOCATION_ATTR]
+    others = [s for s in attr.list.s if not s.startswith(COLOCATION_PREFIX)]
+    del attr.list.s[:]
+    attr.list.s.extend(others + [COLOCATION_PREFIX + t.encode() for t in targets])
+    if not attr.list.s:
+        del node.attr[COLOCATION_ATTR]
+
+
+def tower_name(index: int, name: str) -> str:
+    """The name of tower `index`'s copy of `name`."""
+    return f"tower{index}/{name}"

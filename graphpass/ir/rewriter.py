@@ -1,0 +1,208 @@
+"""Rewriter: the one way passes change a Graph; it keeps the use maps exact and names unique."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from tensorflow.core.framework import attr_value_pb2, tensor_shape_pb2
+from tensorflow.python.framework import tensor_util
+
+from ..errors import InternalError
+from . import names
+from .graph import Graph, NodeDef
+
+AttrValue = attr_value_pb2.AttrValue
+
+
+def type_attr(dtype: int) -> AttrValue:
+    return AttrValue(type=dtype)
+
+
+def int_attr(value: int) -> AttrValue:
+    return AttrValue(i=value)
+
+
+def bool_attr(value: bool) -> AttrValue:
+    return AttrValue(b=value)
+
+
+def float_attr(value: float) -> AttrValue:
+    return AttrValue(f=value)
+
+
+def str_attr(value: str | bytes) -> AttrValue:
+    return AttrValue(s=value.encode() if isinstance(value, str) else value)
+
+
+def type_list_attr(dtypes: Iterable[int]) -> AttrValue:
+    return AttrValue(list=AttrValue.ListValue(type=list(dtypes)))
+
+
+def shape_attr(dims: Iterable[int] | None) -> AttrValue:
+    if dims is None:
+        return AttrValue(shape=tensor_shape_pb2.TensorShapeProto(unknown_rank=True))
+    return AttrValue(
+        shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]
+        )
+    )
+
+
+def tensor_attr(value, dtype=None) -> AttrValue:
+    return AttrValue(tensor=tensor_util.make_tensor_proto(value, dtype=dtype))
+
+
+def _ordered(inputs: Iterable[str]) -> list[str]:
+    """Data inputs first, control inputs last (TensorFlow requires it), each control input once."""
+    data = [r for r in inputs if not r.startswith("^")]
+    seen: set[str] = set()
+    ctrl = []
+    for r in inputs:
+        if r.startswith("^") and r not in seen:
+            seen.add(r)
+            ctrl.append(r)
+    return data + ctrl
+
+
+class Rewriter:
+    """Mutations of one Graph. Names handed out by `unique_name` are deterministic per graph."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self._reserved: set[str] = set()
+
+    # -- names ---------------------------------------------------------------------------
+    def unique_name(self, base: str) -> str:
+        """`base` if free, else `base_1`, `base_2`, ... (free in the graph and not handed out before)."""
+        name, k = base, 0
+        while name in self.graph or name in self._reserved:
+            k += 1
+            name = f"{base}_{k}"
+        self._reserved.add(name)
+        return name
+
+    # -- creating ------------------------------------------------------------------------
+    def add(
+        self,
+        name: str,
+        op: str,
+        inputs: Iterable[str] = (),
+        attrs: Mapping[str, AttrValue] | None = None,
+        device: str = "",
+        colocate_with: Iterable[str] = (),
+    ) -> NodeDef:
+        node = NodeDef(name=name, op=op, input=_ordered(list(inputs)), device=device)
+        for key, value in (attrs or {}).items():
+            node.attr[key].CopyFrom(value)
+        targets = list(colocate_with)
+        if targets:
+            names.set_colocation(node, targets)
+        self.graph._insert(node)
+        return node
+
+    def const(self, name: str, value, dtype, device: str = "", inputs: Iterable[str] = ()) -> NodeDef:
+        proto = tensor_util.make_tensor_proto(np.asarray(value), dtype=dtype)
+        return self.add(
+            name,
+            "Const",
+            inputs,
+            {"dtype": type_attr(proto.dtype), "value": AttrValue(tensor=proto)},
+            device,
+        )
+
+    def clone(
+        self, src: NodeDef, name: str, inputs: Iterable[str], device: str | None = None
+    ) -> NodeDef:
+        """A copy of `src` (attrs included) under `name` with `inputs`."""
+        node = NodeDef()
+        node.CopyFrom(src)
+        node.name = name
+        del node.input[:]
+        node.input.extend(_ordered(list(inputs)))
+        if device is not None:
+            node.device = device
+        self.graph._insert(node)
+        return node
+
+    def insert(self, node: NodeDef) -> NodeDef:
+        """Add a NodeDef built elsewhere (inputs must already be ordered)."""
+        self.graph._insert(node)
+        return node
+
+    # -- changing ------------------------------------------------------------------------
+    def set_inputs(self, name: str, inputs: Iterable[str]) -> None:
+        node = self.graph.node(name)
+        self.graph._unlink(node)
+        del node.input[:]
+        node.input.extend(_ordered(list(inputs)))
+        self.graph._link(node)
+
+    def set_input(self, name: str, position: int, ref: str) -> None:
+        node = self.graph.node(name)
+        inputs = list(node.input)
+        if position >= len(inputs) or inputs[position].startswith("^"):
+            raise InternalError(f"node '{name}' has no data input {position}")
+        inputs[position] = ref
+        self.set_inputs(name, inputs)
+
+    def add_control_inputs(self, name: str, controls: Iterable[str]) -> None:
+        node = self.graph.node(name)
+        new = [names.control(c) for c in controls]
+        if new:
+            self.set_inputs(name, list(node.input) + new)
+
+    def set_device(self, name: str, device: str) -> None:
+        self.graph.node(name).device = device
+
+    def set_attr(self, name: str, key: str, value: AttrValue) -> None:
+        self.graph.node(name).attr[key].CopyFrom(value)
+
+    def set_colocation(self, name: str, targets: Iterable[str]) -> None:
+        node = self.graph.node(name)
+        self.graph._unlink(node)
+        names.set_colocation(node, list(targets))
+        self.graph._link(node)
+
+    def redirect_users(self, old: str, data_map, control_map=None, only: Iterable[str] | None = None) -> None:
+        """Point the users of node `old` elsewhere.
+
+        `data_map(user, output_index)` gives the new input string for a data edge; `control_map(user)`
+        gives the list of nodes a control edge on `old` becomes (default: drop it). `only`
+        restricts the rewrite to those users.
+        """
+        users = self.graph.users(old) if only is None else list(only)
+        for user in users:
+            node = self.graph.node(user)
+            new_inputs: list[str] = []
+            changed = False
+            for ref in node.input:
+                r = names.parse(ref)
+                if r.node != old:
+                    new_inputs.append(ref)
+                    continue
+                changed = True
+                if r.control:
+                    targets = control_map(user) if control_map else []
+                    new_inputs.extend(names.control(t) for t in targets)
+                else:
+                    new_inputs.append(data_map(user, r.index))
+            if changed:
+                self.set_inputs(user, new_inputs)
+
+    def take(self, name: str) -> NodeDef:
+        """Remove `name` although it is still read: the caller adds a node of the same name
+        that gives the same outputs (a merge, say), so its readers stay as they are."""
+        node = self.graph.node(name)
+        self.graph._delete(name)
+        return node
+
+    def erase(self, name: str) -> None:
+        """Remove a node nobody uses; refusing keeps the graph free of dangling inputs."""
+        users = self.graph.users(name)
+        coloc = self.graph.colocation_users(name)
+        if users or coloc:
+            raise InternalError(
+                f"cannot erase '{name}': still used by {', '.join(sorted(users + coloc)[:3])}"
+            )
+        self.graph._delete(name)

@@ -1,0 +1,59 @@
+"""allreduce: build the pending gradient reductions with the chosen algorithm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..algorithms import ALGORITHMS
+from ..algorithms.base import Builder
+from ..algorithms.collective import Collective
+from ..context import RewriteContext
+from ..errors import ConfigError
+from ..ir import names
+from .base import Pass, PassResult, option
+
+
+@dataclass(frozen=True)
+class AllReduce(Pass):
+    name = "allreduce"
+    summary = "sum or average every gradient across the towers before the optimizer uses it"
+
+    algorithm: Literal["nccl", "collective", "naive"] = option("nccl", "how gradients are reduced")
+    average: bool = option(True, "divide the sum by the number of towers (for mean losses)")
+    communication_hint: Literal["auto", "ring", "nccl"] = option(
+        "auto", "collective only: the implementation TensorFlow should pick"
+    )
+
+    def run(self, ctx: RewriteContext) -> PassResult:
+        if ctx.mode is None:
+            raise ConfigError("'allreduce' needs a 'replicate' pass before it")
+        algo = ALGORITHMS[self.algorithm]
+        if self.algorithm == "collective":
+            algo = Collective(self.communication_hint)
+        elif self.communication_hint != "auto":
+            raise ConfigError("allreduce: communication_hint applies to algorithm: collective only")
+        if not ctx.pending:
+            return PassResult(False, "no gradients left to reduce")
+        if algo.all_reduce and any(not r.all_reduce for r in ctx.pending):
+            raise ConfigError(
+                f"'{self.algorithm}' gives every tower a copy, but mode parameter_server aggregates "
+                "once: use algorithm naive"
+            )
+        algo.check(ctx)
+        algo.prepare(ctx)
+        rw = ctx.rewriter
+        start = len(ctx.reduced)
+        for ordinal, red in enumerate(ctx.pending, start):
+            results = algo.build(Builder(ctx, red, ordinal, self.average))
+            for sink, tensor in zip(red.outputs, results):
+                rw.set_inputs(sink, [tensor] + [names.control(c) for c in _controls(ctx, sink)])
+            ctx.reduced.append((red, self.algorithm))
+        count = len(ctx.pending)
+        ctx.pending = []
+        verb = "averaged" if self.average else "summed"
+        return PassResult(True, f"{count} gradients {verb} with {self.algorithm}", {"reductions": count})
+
+
+def _controls(ctx: RewriteContext, sink: str) -> list[str]:
+    return [names.node_of(r) for r in ctx.graph.node(sink).input if r.startswith("^")]

@@ -1,0 +1,522 @@
+"""replicate: copy the tower K times, split the inputs' batch, and leave one reduction per gradient.
+
+Regions of the single-tower graph (see docs in README "How the rewrite works"):
+- tower: ancestors of the raw gradients that depend on the batch (or, in replicated mode, on a
+  replicated variable), plus the stateless helpers they read (constants, shapes). Copied per
+  tower as `tower{i}/<name>` on device i.
+- update (replicated mode only): post-processing and apply ops, copied per tower so each tower
+  updates its own replica with the reduced gradient.
+- global: everything else (init, saver, step counter, summaries, losses not on the gradient
+  path). It keeps its names; where it read a tower tensor it now reads the tower tensors merged
+  (mean of scalars, concatenation of batches) under the original name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tensorflow.core.framework import types_pb2
+
+from .. import devices as devmod
+from .. import gradients, opdefs
+from ..context import Reduction, RewriteContext
+from ..errors import ConfigError, InvalidGraphError
+from ..ir import names
+from ..ir.rewriter import bool_attr, int_attr, str_attr, type_attr, type_list_attr
+from .base import Pass, PassResult, option
+
+FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
+INT_TYPES = (types_pb2.DT_INT32, types_pb2.DT_INT64)
+OUTPUT_SHAPES = "_output_shapes"
+
+
+@dataclass(frozen=True)
+class Replicate(Pass):
+    name = "replicate"
+    summary = "copy the tower onto every device and split the input batch across them"
+
+    mode: Literal["replicated", "parameter_server"] = option(
+        "replicated",
+        "replicated: a copy of every trainable variable per tower, all-reduced gradients; "
+        "parameter_server: one copy of each variable, gradients aggregated once",
+    )
+    ps_device: str | None = option(
+        None, "parameter_server mode: the device that holds the variables (default: the first tower's)"
+    )
+    check_batch: bool = option(
+        True, "add a run-time check that the global batch divides evenly across the towers"
+    )
+
+    def run(self, ctx: RewriteContext) -> PassResult:
+        if ctx.mode is not None:
+            raise ConfigError("the graph is already replicated: 'replicate' may appear once in a pipeline")
+        ps = devmod.canonical(self.ps_device) if self.ps_device else None
+        if ps and self.mode != "parameter_server":
+            raise ConfigError("replicate: ps_device applies to mode: parameter_server only")
+        _Replicator(ctx, self.mode, ps, self.check_batch).run()
+        ctx.mode = self.mode
+        a = ctx.analysis
+        k = ctx.num_towers
+        return PassResult(
+            True,
+            f"{k} towers ({self.mode}), {len(a.trainable)} trainable variables, "
+            f"{len(ctx.pending)} gradients to reduce",
+            {"towers": k, "mode": self.mode},
+        )
+
+
+class _Replicator:
+    def __init__(self, ctx: RewriteContext, mode: str, ps_device: str | None, check_batch: bool):
+        self.ctx = ctx
+        self.g = ctx.graph
+        self.rw = ctx.rewriter
+        self.a = ctx.analysis
+        self.devices = ctx.devices
+        self.k = len(ctx.devices)
+        self.replicated = mode == "replicated"
+        self.ps_device = ps_device
+        self.check_batch = check_batch
+        self.variables = self.a.variables
+        self.state = set(self.a.replicated_state) if self.replicated else set()
+        self.batched = {i.name: i for i in self.a.batched_inputs}
+        self.raw = self.a.raw_gradients()
+        self.raw_nodes = {names.node_of(r) for r in self.raw}
+        self.shards: dict[str, str] = {}
+        self.sinks: dict[str, list[str]] = {}
+        self.original = set(self.g.names())
+        self.merge_needed: dict[str, set[int]] = {}
+
+    # -- regions ---------------------------------------------------------------------------
+    def _regions(self) -> None:
+        g = self.g
+        self.data_dep = g.descendants(self.batched)
+        self.dep = self.data_dep | g.descendants(sorted(self.state))
+
+        def excluded(n: str) -> bool:
+            return (
+                n in self.variables
+                or n in self.batched
+                or (n not in self.dep and opdefs.is_stateful(g.node(n).op))
+            )
+
+        roots = [ap.name for ap in self.a.applies] if self.replicated else sorted(self.raw_nodes)
+        after_cut = g.descendants(self.raw_nodes)
+        # Dead ends of the backward pass (gradients w.r.t. inputs, unused shapes) belong to the
+        # tower too: left global they would read merged copies for nothing.
+        backward = gradients.backward_nodes(g, self.a.gradient_scopes)
+        roots += [n for n in g.names() if n in backward and n in self.data_dep and n not in after_cut]
+        region = {n for n in g.ancestors(roots, stop=excluded) if not excluded(n)}
+        before_cut = g.ancestors(self.raw_nodes, stop=excluded)
+        self.update = {n for n in region if n in after_cut and n not in before_cut}
+        self.tower = region - self.update
+        self.order = g.topo_order(region)
+        for n in self.order:
+            if n in self.dep and n not in self.update and self._writes_shared(n):
+                raise InvalidGraphError(
+                    f"node '{n}' ({g.node(n).op}) on the gradient path writes variable "
+                    f"'{self._writes_shared(n)}'; per-tower copies would update it {self.k} times"
+                )
+
+    def _writes_shared(self, n: str) -> str | None:
+        node = self.g.node(n)
+        if opdefs.apply_signature(node.op):
+            return None
+        for pos in opdefs.written_inputs(node.op):
+            if pos < len(node.input):
+                v = names.node_of(node.input[pos])
+                if v in self.variables and v not in self.state:
+                    return v
+        return None
+
+    # -- devices ---------------------------------------------------------------------------
+    def _place_variables(self) -> None:
+        """Canonical variables (and what is colocated with them) go to one device each."""
+        first = self.devices[0]
+        for v in self.variables:
+            node = self.g.node(v)
+            if self.replicated or v not in self._trained_or_slot():
+                target = first if (v in self.state or not node.device) else None
+            else:
+                target = self.ps_device or first
+            if target is None:
+                self.ctx.variable_devices[v] = node.device
+                continue
+            dev = self._group_device(v, target)
+            self.rw.set_device(v, dev)
+            self.ctx.variable_devices[v] = dev
+
+    def _trained_or_slot(self) -> set[str]:
+        return {v.name for v in self.variables.values() if v.trainable or v.slot_of}
+
+    def _group_device(self, var: str, device: str) -> str:
+        """`device`, or its host if a node that must sit with `var` has no kernel there."""
+        if devmod.device_type(device) == "CPU":
+            return device
+        members = [var] + self.g.colocation_users(var) + [
+            u for u in self.g.users(var) if opdefs.takes_state_from(self.g.node(u), var)
+        ]
+        for m in members:
+            if not opdefs.has_kernel(self.g.node(m), devmod.device_type(device)):
+                return devmod.host_of(device)
+        return device
+
+    def _tower_device(self, n: str, i: int) -> str:
+        node = self.g.node(n)
+        for ref in node.input:
+            p = names.node_of(ref)
+            if p in self.variables and not ref.startswith("^"):
+                return self._var_device(p, i)
+        dev = self.devices[i]
+        if node.device and devmod.device_type(node.device) == "CPU":
+            return devmod.host_of(dev)
+        return devmod.for_node(node, dev)
+
+    def _var_device(self, v: str, i: int) -> str:
+        if v in self.state and i > 0:
+            return self.ctx.variable_devices[self.ctx.replicas[v][i]]
+        return self.ctx.variable_devices[v] or self.devices[0]
+
+    # -- replicas of variables ---------------------------------------------------------------
+    def _make_replicas(self) -> None:
+        ordered = [v for v in self.g.names() if v in self.state]
+        for v in ordered:
+            self.ctx.replicas[v] = [v] + [names.tower_name(i, v) for i in range(1, self.k)]
+        for v in ordered:
+            src = self.g.node(v)
+            for i in range(1, self.k):
+                name = self.ctx.replicas[v][i]
+                self._check_free(name)
+                node = self.rw.clone(src, name, [], device="")
+                if "shared_name" in node.attr and opdefs.is_resource_variable_op(node.op):
+                    shared = node.attr["shared_name"].s.decode() or v
+                    node.attr["shared_name"].CopyFrom(str_attr(names.tower_name(i, shared)))
+                self._remap_colocation(name, i)
+                dev = self._group_device(v, self.devices[i])
+                self.rw.set_device(name, dev)
+                self.ctx.variable_devices[name] = dev
+
+    def _mirror_writes(self) -> None:
+        """Writes to a replicated variable outside the training step (initializers, restores, user
+        assigns) also write every replica, with the same value, before the original runs."""
+        region = set(self.order)
+        for v in list(self.ctx.replicas):
+            for user in self.g.users(v):
+                if user in region or user not in self.original:
+                    continue
+                node = self.g.node(user)
+                positions = opdefs.written_inputs(node.op)
+                if not any(names.node_of(node.input[p]) == v for p in positions if p < len(node.input)):
+                    continue
+                if user in self.data_dep:
+                    raise InvalidGraphError(
+                        f"node '{user}' ({node.op}) updates trainable variable '{v}' from tower data "
+                        "outside an optimizer apply op; graphpass cannot keep replicas in sync"
+                    )
+                mirrors = []
+                for i in range(1, self.k):
+                    name = names.tower_name(i, user)
+                    if name in self.g:
+                        continue
+                    inputs = [self._replica_ref(r, i) for r in node.input if not r.startswith("^")]
+                    self.rw.clone(node, name, inputs, device="")
+                    self._remap_colocation(name, i)
+                    self.rw.set_device(name, self._var_device(v, i))
+                    mirrors.append(name)
+                self.rw.add_control_inputs(user, mirrors)
+
+    def _replica_ref(self, ref: str, i: int) -> str:
+        r = names.parse(ref)
+        if r.node in self.state:
+            return str(names.Ref(self.ctx.replicas[r.node][i], r.index, r.control))
+        return ref
+
+    def _remap_colocation(self, name: str, i: int, region: set[str] | None = None) -> None:
+        node = self.g.node(name)
+        targets = names.colocation_targets(node)
+        if not targets:
+            return
+        new = []
+        for t in targets:
+            if region is not None and t in region:
+                new.append(names.tower_name(i, t))
+            elif t in self.state:
+                new.append(self.ctx.replicas[t][i])
+            else:
+                new.append(t)
+        if new != targets:
+            self.rw.set_colocation(name, new)
+
+    # -- inputs ----------------------------------------------------------------------------
+    def _split_inputs(self) -> None:
+        host = devmod.host_of(self.devices[0])
+        for name, inp in self.batched.items():
+            if inp.static_batch is not None and inp.static_batch % self.k:
+                raise ConfigError(
+                    f"placeholder '{name}' has a fixed batch of {inp.static_batch}, which does not "
+                    f"divide across {self.k} towers"
+                )
+            base = self.rw.unique_name(f"{name}/split")
+            axis = self.rw.const(f"{base}/axis", 0, types_pb2.DT_INT32, host)
+            controls = []
+            if self.check_batch and inp.static_batch is None:
+                controls = [self._batch_check(name, base, host)]
+            self.rw.add(
+                base,
+                "Split",
+                [axis.name, name] + [names.control(c) for c in controls],
+                {"T": type_attr(inp.dtype), "num_split": int_attr(self.k)},
+                host,
+            )
+            self.shards[name] = base
+
+    def _batch_check(self, name: str, base: str, host: str) -> str:
+        rw, i32 = self.rw, types_pb2.DT_INT32
+        shape = rw.add(f"{base}/check/shape", "Shape", [name], {"T": type_attr(self.batched[name].dtype),
+                                                                 "out_type": type_attr(i32)}, host)
+        begin = rw.const(f"{base}/check/begin", [0], i32, host)
+        end = rw.const(f"{base}/check/end", [1], i32, host)
+        batch = rw.add(
+            f"{base}/check/batch",
+            "StridedSlice",
+            [shape.name, begin.name, end.name, end.name],
+            {"T": type_attr(i32), "Index": type_attr(i32), "shrink_axis_mask": int_attr(1),
+             "begin_mask": int_attr(0), "end_mask": int_attr(0), "ellipsis_mask": int_attr(0),
+             "new_axis_mask": int_attr(0)},
+            host,
+        )
+        towers = rw.const(f"{base}/check/towers", self.k, i32, host)
+        mod = rw.add(f"{base}/check/mod", "FloorMod", [batch.name, towers.name], {"T": type_attr(i32)}, host)
+        zero = rw.const(f"{base}/check/zero", 0, i32, host)
+        ok = rw.add(f"{base}/check/divisible", "Equal", [mod.name, zero.name],
+                    {"T": type_attr(i32), "incompatible_shape_error": bool_attr(True)}, host)
+        msg = rw.const(
+            f"{base}/check/message",
+            f"graphpass: the batch fed to '{name}' is the global batch and must divide evenly across "
+            f"{self.k} towers; its size is",
+            types_pb2.DT_STRING,
+            host,
+        )
+        assert_op = rw.add(
+            f"{base}/check/assert", "Assert", [ok.name, msg.name, batch.name],
+            {"T": type_list_attr([types_pb2.DT_STRING, i32]), "summarize": int_attr(3)}, host,
+        )
+        return assert_op.name
+
+    # -- cloning ---------------------------------------------------------------------------
+    def _clone_towers(self) -> None:
+        region = set(self.order)
+        for i in range(self.k):
+            for n in self.order:
+                name = names.tower_name(i, n)
+                self._check_free(name)
+                inputs = [self._map_input(ref, n, i, region) for ref in self.g.node(n).input]
+                node = self.rw.clone(self.g.node(n), name, inputs, device=self._tower_device(n, i))
+                if OUTPUT_SHAPES in node.attr:
+                    del node.attr[OUTPUT_SHAPES]
+                self._remap_colocation(name, i, region)
+
+    def _map_input(self, ref: str, consumer: str, i: int, region: set[str]) -> str:
+        r = names.parse(ref)
+        p = r.node
+        if not r.control and consumer in self.update and p in self.tower:
+            t = names.tensor(p, r.index)
+            if t in self.raw:
+                return self.sinks[t][i]
+            if p in self.data_dep:
+                self.merge_needed.setdefault(p, set()).add(r.index)
+                return ref  # batch-dependent tower tensor read by the update: the merged value
+        if p in region:
+            return str(names.Ref(names.tower_name(i, p), r.index, r.control))
+        if p in self.shards:
+            return names.control(self.shards[p]) if r.control else names.tensor(self.shards[p], i)
+        if p in self.state:
+            return str(names.Ref(self.ctx.replicas[p][i], r.index, r.control))
+        return ref
+
+    def _check_free(self, name: str) -> None:
+        if name in self.g:
+            raise InvalidGraphError(
+                f"the graph already has a node named '{name}', the name of a tower copy; "
+                "is it already replicated?"
+            )
+
+    # -- reductions ------------------------------------------------------------------------
+    def _make_sinks(self) -> None:
+        for t, applies in self.raw.items():
+            var = applies[0].var
+            producer = self.g.node(names.node_of(t))
+            dtype = opdefs.output_dtype(producer, names.parse(t).index)
+            if self.replicated:
+                outs = []
+                for i in range(self.k):
+                    name = self.rw.unique_name(names.tower_name(i, f"reduced_grads/{var}"))
+                    self.rw.add(name, "Identity", [names.tensor(names.tower_name(i, producer.name),
+                                                                names.parse(t).index)],
+                                {"T": type_attr(dtype)}, self.devices[i])
+                    outs.append(name)
+            else:
+                name = self.rw.unique_name(f"reduced_grads/{var}")
+                first = names.tensor(names.tower_name(0, producer.name), names.parse(t).index)
+                self.rw.add(name, "Identity", [first], {"T": type_attr(dtype)}, self._var_device(var, 0))
+                outs = [name]
+            self.sinks[t] = outs
+
+    def _register_reductions(self) -> None:
+        for t, applies in self.raw.items():
+            producer, index = names.node_of(t), names.parse(t).index
+            inputs = [names.tensor(names.tower_name(i, producer), index) for i in range(self.k)]
+            sinks = self.sinks[t]
+            var = self.variables[applies[0].var]
+            self.ctx.pending.append(
+                Reduction(
+                    key=var.name,
+                    inputs=inputs,
+                    outputs=sinks,
+                    dtype=opdefs.output_dtype(self.g.node(sinks[0]), 0),
+                    shape=var.shape,
+                    variables=[ap.var for ap in applies],
+                )
+            )
+
+    # -- the global side -------------------------------------------------------------------
+    def _rewire_global_users(self) -> None:
+        """Global readers of region nodes: gradients -> reduced value, control -> every copy,
+        data -> merged value (built later under the original name)."""
+        region = set(self.order)
+        raw_sink = {names.node_of(t): sinks[0] for t, sinks in self.sinks.items()}
+        for n in self.order:
+            copies = [names.tower_name(i, n) for i in range(self.k)]
+            for user in self.g.users(n):
+                if user not in region and user in self.original:
+                    self._rewire_one(n, user, copies)
+            for user in self.g.colocation_users(n):
+                if user not in region and user in self.original:
+                    targets = names.colocation_targets(self.g.node(user))
+                    new = [raw_sink.get(t, copies[0]) if t == n else t for t in targets]
+                    self.rw.set_colocation(user, new)
+
+    def _rewire_one(self, n: str, user: str, copies: list[str]) -> None:
+        unode = self.g.node(user)
+        writes = {names.node_of(unode.input[p]) for p in opdefs.written_inputs(unode.op) if p < len(unode.input)}
+        new_inputs = []
+        changed = False
+        for ref in unode.input:
+            r = names.parse(ref)
+            if r.node != n:
+                new_inputs.append(ref)
+                continue
+            if r.control:
+                if n in self.dep or n in self.update:
+                    new_inputs.extend(names.control(c) for c in copies)
+                    changed = True
+                else:
+                    new_inputs.append(ref)
+                continue
+            t = names.tensor(n, r.index)
+            if t in self.sinks:
+                new_inputs.append(self.sinks[t][0])
+                changed = True
+            elif n in self.data_dep and not writes and n not in self.update:
+                self.merge_needed.setdefault(n, set()).add(r.index)
+                new_inputs.append(ref)
+            elif n in self.dep or n in self.update:
+                # identical in every tower (or a write that takes tower 0's value): tower 0's copy
+                new_inputs.append(names.tensor(copies[0], r.index))
+                changed = True
+            else:
+                new_inputs.append(ref)
+        if changed:
+            self.rw.set_inputs(user, new_inputs)
+
+    def _merge_outputs(self) -> None:
+        """Replace each tower node still read globally by a node of the same name that merges
+        the towers' copies: mean (float scalars), sum (integer scalars), batch concatenation."""
+        for n in self.order:
+            if n not in self.merge_needed:
+                continue
+            src = self.g.node(n)
+            used = max(self.merge_needed[n])
+            types = opdefs.output_types(src)[: used + 1]
+            device = self.devices[0]
+            self.rw.take(n)
+            if used == 0:
+                self._merge_one(n, n, 0, types[0], device)
+            else:
+                parts = [self._merge_one(f"{n}/merged_{k}", n, k, types[k], device) for k in range(used + 1)]
+                self.rw.add(n, "IdentityN", parts, {"T": type_list_attr(types)}, device)
+
+    def _merge_one(self, name: str, src: str, k: int, dtype: int, device: str) -> str:
+        t = names.tensor(src, k)
+        copies = [names.tensor(names.tower_name(i, src), k) for i in range(self.k)]
+        kind = self._merge_kind(t, dtype)
+        rw = self.rw
+        if kind == "tower0":
+            rw.add(name, "Identity", [copies[0]], {"T": type_attr(dtype)}, device)
+        elif kind == "concat":
+            axis = rw.const(rw.unique_name(f"{name}/axis"), 0, types_pb2.DT_INT32, device)
+            rw.add(name, "ConcatV2", copies + [axis.name],
+                   {"T": type_attr(dtype), "N": int_attr(self.k), "Tidx": type_attr(types_pb2.DT_INT32)},
+                   device)
+        else:
+            stacked = rw.add(rw.unique_name(f"{name}/towers"), "Pack", copies,
+                             {"T": type_attr(dtype), "N": int_attr(self.k), "axis": int_attr(0)}, device)
+            axis = rw.const(rw.unique_name(f"{name}/axis"), 0, types_pb2.DT_INT32, device)
+            rw.add(name, "Mean" if kind == "mean" else "Sum", [stacked.name, axis.name],
+                   {"T": type_attr(dtype), "Tidx": type_attr(types_pb2.DT_INT32), "keep_dims": bool_attr(False)},
+                   device)
+        return name
+
+    def _merge_kind(self, t: str, dtype: int) -> str:
+        shape = self.ctx.shapes.shape(t)
+        if shape is not None and len(shape) == 0:
+            if dtype in FLOAT_TYPES:
+                return "mean"
+            return "sum" if dtype in INT_TYPES else "tower0"
+        if shape is None or shape[0] is None:
+            return "concat"
+        static = {i.static_batch for i in self.batched.values()}
+        return "concat" if shape[0] in static else "tower0"
+
+    def _drop_originals(self) -> None:
+        """Erase the single-tower originals that nothing global reads any more."""
+        for n in reversed(self.order):
+            if n in self.g and not self.g.users(n) and not self.g.colocation_users(n):
+                self.rw.erase(n)
+        for n in self.order:
+            if n in self.g and n not in self.merge_needed and (n in self.dep or n in self.update):
+                raise InvalidGraphError(f"node '{n}' is still read outside the towers after replication")
+
+    # -- colocation ------------------------------------------------------------------------
+    def _settle_devices(self) -> None:
+        """Nodes colocated with another take its device; unplaced global nodes go to the first
+        tower's device (or its host when the op has no kernel there)."""
+        first = self.devices[0]
+        for node in self.g.nodes():
+            targets = names.colocation_targets(node)
+            if targets and targets[0] in self.g and self.g.node(targets[0]).device:
+                node.device = self.g.node(targets[0]).device
+            elif not node.device:
+                var_inputs = [names.node_of(r) for r in node.input
+                              if not r.startswith("^") and names.node_of(r) in self.variables]
+                if var_inputs and self.g.node(var_inputs[0]).device:
+                    node.device = self.g.node(var_inputs[0]).device
+                else:
+                    node.device = devmod.for_node(node, first)
+
+    # -- driver ----------------------------------------------------------------------------
+    def run(self) -> None:
+        self._regions()
+        self._place_variables()
+        if self.replicated:
+            self._make_replicas()
+        self._split_inputs()
+        self._make_sinks()
+        self._clone_towers()
+        self._register_reductions()
+        if self.replicated:
+            self._mirror_writes()
+        self._rewire_global_users()
+        self._merge_outputs()
+        self._drop_originals()
+        self._settle_devices()

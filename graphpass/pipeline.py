@@ -1,0 +1,222 @@
+"""Pipelines: YAML rules -> validated pass instances, and running them over a graph."""
+
+from __future__ import annotations
+
+import time
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .context import RewriteContext
+from .errors import ConfigError, GraphpassError, InternalError, PassFailedError
+from .ir import verify
+from .passes import REGISTRY, Pass, PassResult
+
+DEFAULT_RULES = "replicated-nccl"
+
+
+def presets_dir() -> Path:
+    """Where the shipped presets live: the installed package data, or rules/ in a checkout."""
+    try:
+        path = Path(str(resources.files("graphpass.rules")))
+        if path.is_dir() and any(path.glob("*.yaml")):
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "rules"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+
+
+def preset_description(name: str) -> str:
+    """The preset's leading comment, which says when to use it."""
+    lines = []
+    for line in (presets_dir() / f"{name}.yaml").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").rstrip())
+    return " ".join(lines)
+
+
+@dataclass
+class Pipeline:
+    """An ordered list of configured passes, with the file (or preset) it came from."""
+
+    passes: list[Pass]
+    source: str = "<rules>"
+
+    @classmethod
+    def load(cls, rules: str | Path = DEFAULT_RULES) -> Pipeline:
+        """A preset name from rules/ or a path to a YAML file.
+
+        Raises:
+            ConfigError: unknown preset, unreadable file, malformed YAML, unknown passes or
+                options, wrong option types.
+        """
+        text_rules = str(rules)
+        path = Path(text_rules)
+        if path.suffix in (".yaml", ".yml") or path.is_file() or "/" in text_rules:
+            if not path.is_file():
+                raise ConfigError(f"rules file {path} does not exist")
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"cannot read rules file {path}: {e}") from None
+            return cls.from_yaml(text, str(path))
+        preset = presets_dir() / f"{text_rules}.yaml"
+        if not preset.is_file():
+            raise ConfigError(
+                f"unknown rules '{text_rules}'; presets: {', '.join(preset_names())} "
+                "(or give a path to a .yaml file)"
+            )
+        return cls.from_yaml(preset.read_text(), text_rules)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "<rules>") -> Pipeline:
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}" if mark else source
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+        if root is None:
+            raise ConfigError(f"{source}: the rules file is empty; it needs a 'passes:' list")
+        if not isinstance(root, yaml.MappingNode):
+            raise ConfigError(f"{_at(source, root)}: the rules must be a mapping with a 'passes:' list")
+        top = {_scalar(source, k): (k, v) for k, v in root.value}
+        unknown = sorted(set(top) - {"passes", "description"})
+        if unknown:
+            raise ConfigError(
+                f"{_at(source, top[unknown[0]][0])}: unknown key '{unknown[0]}'; valid keys: description, passes"
+            )
+        if "passes" not in top:
+            raise ConfigError(f"{source}: the rules need a 'passes:' list")
+        seq = top["passes"][1]
+        if not isinstance(seq, yaml.SequenceNode) or not seq.value:
+            raise ConfigError(f"{_at(source, seq)}: 'passes' must be a non-empty list of passes")
+        passes = [_build_pass(source, item) for item in seq.value]
+        if passes[0].name != "replicate":
+            raise ConfigError(f"{_at(source, seq.value[0])}: the first pass must be 'replicate'")
+        for item, p in zip(seq.value[1:], passes[1:]):
+            if p.name == "replicate":
+                raise ConfigError(f"{_at(source, item)}: 'replicate' may appear only once")
+        return cls(passes, source)
+
+    def run(self, ctx: RewriteContext, verify_each: bool = False) -> list[PassRun]:
+        """Run every pass in order, re-raising failures with the pass's name.
+
+        Raises:
+            PassFailedError: a pass refused the graph or its options.
+            ConfigError: the pipeline leaves gradients unreduced.
+        """
+        runs: list[PassRun] = []
+        done: list[str] = []
+        for p in self.passes:
+            start = time.perf_counter()
+            try:
+                result = p.run(ctx)
+                if verify_each:
+                    verify.check(ctx.graph)
+            except InternalError as e:
+                raise InternalError(f"pass '{p.name}': {e}") from e
+            except PassFailedError:
+                raise
+            except GraphpassError as e:
+                raise PassFailedError(p.name, str(e), tuple(done)) from None
+            runs.append(PassRun(p, result, time.perf_counter() - start))
+            done.append(p.name)
+        if ctx.pending:
+            raise ConfigError(
+                f"rules {self.source} leave {len(ctx.pending)} gradients unreduced: add an "
+                "'allreduce' pass after 'replicate'"
+            )
+        return runs
+
+
+@dataclass
+class PassRun:
+    pass_: Pass
+    result: PassResult
+    seconds: float = field(default=0.0)
+
+
+def _at(source: str, node) -> str:
+    return f"{source}:{node.start_mark.line + 1}"
+
+
+def _scalar(source: str, node) -> str:
+    if not isinstance(node, yaml.ScalarNode):
+        raise ConfigError(f"{_at(source, node)}: expected a name here")
+    return node.value
+
+
+def _value(node):
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _build_pass(source: str, item) -> Pass:
+    if isinstance(item, yaml.ScalarNode):
+        name, opts_node = item.value, None
+    elif isinstance(item, yaml.MappingNode) and len(item.value) == 1:
+        key, opts_node = item.value[0]
+        name = _scalar(source, key)
+    else:
+        raise ConfigError(
+            f"{_at(source, item)}: each pass is a name, or a name mapped to its options "
+            "(e.g. '- allreduce: {algorithm: collective}')"
+        )
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise ConfigError(f"{_at(source, item)}: unknown pass '{name}'; valid passes: {', '.join(sorted(REGISTRY))}")
+    kwargs = {}
+    if opts_node is not None and not (isinstance(opts_node, yaml.ScalarNode) and _value(opts_node) is None):
+        if not isinstance(opts_node, yaml.MappingNode):
+            raise ConfigError(f"{_at(source, opts_node)}: the options of '{name}' must be a mapping")
+        options = {o.name: o for o in cls.options()}
+        for k_node, v_node in opts_node.value:
+            key = _scalar(source, k_node)
+            opt = options.get(key)
+            if opt is None:
+                raise ConfigError(
+                    f"{_at(source, k_node)}: pass '{name}' has no option '{key}'; valid options: "
+                    f"{', '.join(options)}"
+                )
+            kwargs[key] = _check_type(source, name, opt, v_node)
+    return cls(**kwargs)
+
+
+def _check_type(source: str, pass_name: str, opt, node):
+    value = _value(node)
+    where = f"{_at(source, node)}: pass '{pass_name}' option '{opt.name}'"
+    if value is None and opt.optional:
+        return None
+    choices = opt.choices
+    if choices is not None:
+        if value not in choices:
+            raise ConfigError(f"{where} is {value!r}; expected one of {', '.join(map(str, choices))}")
+        return value
+    t = opt.type
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    if args:
+        t = args[0]
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(t)
+    if ok is None:
+        raise InternalError(f"option type {t} of pass {pass_name} is not supported by the YAML loader")
+    if not ok:
+        raise ConfigError(f"{where} is {value!r}; expected {opt.type_name()}")
+    return float(value) if t is float else value

@@ -1,0 +1,149 @@
+"""Build the single-tower training graphs the tests and examples use, from real TF1 model code.
+
+    python tools/make_fixtures.py            # writes tests/fixtures/*.pb + *.json, examples/mlp.pb
+
+Each fixture is a GraphDef plus a JSON sidecar naming its feeds (shape, dtype, value range),
+train op, loss and init op, so tests can feed random global batches without rebuilding models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+tf1 = tf.compat.v1
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+EXAMPLES = ROOT / "examples"
+
+
+def _dense(x, units, name, activation=None):
+    with tf1.variable_scope(name):
+        w = tf1.get_variable("kernel", [x.shape[-1], units], initializer=tf1.glorot_uniform_initializer())
+        b = tf1.get_variable("bias", [units], initializer=tf1.constant_initializer(0.01))
+        y = tf.matmul(x, w) + b
+        return activation(y) if activation else y
+
+
+def _xent(logits, labels):
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), name="loss"
+    )
+
+
+def mlp_sgd():
+    """Two dense layers on ref variables, plain SGD, no global step."""
+    tf1.disable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 16], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    h = _dense(x, 32, "hidden", tf.nn.relu)
+    logits = _dense(h, 5, "logits")
+    loss = _xent(logits, y)
+    tf.identity(
+        tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32)), name="accuracy"
+    )
+    train = tf1.train.GradientDescentOptimizer(0.5).minimize(loss, name="train")
+    return {"x": ([None, 16], "float32", None), "y": ([None], "int64", 5)}, train, loss
+
+
+def conv_momentum():
+    """Conv net on resource variables with Momentum and a global step."""
+    tf1.enable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 8, 8, 3], name="images")
+    y = tf1.placeholder(tf.int32, [None], name="labels")
+    with tf1.variable_scope("conv1"):
+        k = tf1.get_variable("kernel", [3, 3, 3, 8], initializer=tf1.glorot_uniform_initializer())
+        b = tf1.get_variable("bias", [8], initializer=tf1.zeros_initializer())
+        c = tf.nn.relu(tf.nn.conv2d(x, k, strides=1, padding="SAME") + b)
+    with tf1.variable_scope("conv2"):
+        k2 = tf1.get_variable("kernel", [3, 3, 8, 8], initializer=tf1.glorot_uniform_initializer())
+        c = tf.nn.relu(tf.nn.conv2d(c, k2, strides=2, padding="SAME"))
+    flat = tf.reshape(c, [-1, 4 * 4 * 8])
+    logits = _dense(flat, 4, "logits")
+    loss = _xent(logits, tf.cast(y, tf.int64))
+    step = tf1.train.get_or_create_global_step()
+    train = tf1.train.MomentumOptimizer(0.1, 0.9).minimize(loss, global_step=step, name="train")
+    return {"images": ([None, 8, 8, 3], "float32", None), "labels": ([None], "int32", 4)}, train, loss
+
+
+def mlp_adam():
+    """Ref variables with Adam (slots and beta-power accumulators) and a global step."""
+    tf1.disable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 12], name="features")
+    t = tf1.placeholder(tf.float32, [None, 3], name="targets")
+    h = _dense(x, 24, "layer1", tf.nn.tanh)
+    out = _dense(h, 3, "layer2")
+    loss = tf.reduce_mean(tf.square(out - t), name="loss")
+    step = tf1.train.get_or_create_global_step()
+    train = tf1.train.AdamOptimizer(0.01).minimize(loss, global_step=step, name="train")
+    return {"features": ([None, 12], "float32", None), "targets": ([None, 3], "float32", None)}, train, loss
+
+
+def mlp_clip():
+    """Resource variables, gradients clipped by global norm (clip active) before Adam."""
+    tf1.enable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 10], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    h = _dense(x, 16, "fc1", tf.nn.relu)
+    logits = _dense(h, 6, "fc2")
+    loss = _xent(logits, y) * 50.0  # large gradients, so the clip is active
+    opt = tf1.train.AdamOptimizer(0.01)
+    grads_and_vars = opt.compute_gradients(loss)
+    grads, tvars = zip(*grads_and_vars)
+    clipped, _ = tf.clip_by_global_norm(grads, 1.0)
+    step = tf1.train.get_or_create_global_step()
+    train = opt.apply_gradients(zip(clipped, tvars), global_step=step, name="train")
+    return {"x": ([None, 10], "float32", None), "y": ([None], "int64", 6)}, train, loss
+
+
+def inference_mlp():
+    """A forward pass only: no loss, no optimizer (graphpass must refuse it)."""
+    x = tf1.placeholder(tf.float32, [None, 16], name="x")
+    logits = _dense(_dense(x, 8, "hidden", tf.nn.relu), 3, "logits")
+    probs = tf.nn.softmax(logits, name="probs")
+    return {"x": ([None, 16], "float32", None)}, probs, probs
+
+
+MODELS = {"mlp_sgd": mlp_sgd, "inference_mlp": inference_mlp, "conv_momentum": conv_momentum, "mlp_adam": mlp_adam, "mlp_clip": mlp_clip}
+
+
+def build(name: str):
+    """(GraphDef, metadata) of fixture `name`, built in a fresh graph with a fixed seed."""
+    tf1.disable_eager_execution()
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1.set_random_seed(1234)
+        feeds, train, loss = MODELS[name]()
+        init = tf1.global_variables_initializer()
+    meta = {
+        "feeds": {k: {"shape": s, "dtype": d, "classes": c} for k, (s, d, c) in feeds.items()},
+        "train_op": train.name,
+        "loss": loss.name,
+        "init": init.name,
+        "variables": [v.op.name for v in graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)],
+    }
+    return graph.as_graph_def(), meta
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(MODELS)
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        graph_def, meta = build(name)
+        (FIXTURES / f"{name}.pb").write_bytes(graph_def.SerializeToString(deterministic=True))
+        (FIXTURES / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+        print(f"{name}: {len(graph_def.node)} nodes -> {FIXTURES / name}.pb")
+    if "mlp_sgd" in names:
+        EXAMPLES.mkdir(exist_ok=True)
+        (EXAMPLES / "mlp.pb").write_bytes((FIXTURES / "mlp_sgd.pb").read_bytes())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
