@@ -1,34 +1,43 @@
-"""graphpass: rewrite a single-tower TF1 training GraphDef into a K-device data-parallel one."""
+"""graphpass: rewrite a single-tower TF1 training GraphDef into a K-device data-parallel one.
+
+The public API is imported lazily, so `import graphpass` (and the CLI's --help) does not pay for
+importing TensorFlow until a function that needs it is used.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os as _os
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from .api import Report, rewrite, rewrite_with_report  # noqa: E402
-from .errors import (  # noqa: E402
-    ConfigError,
-    GraphpassError,
-    InternalError,
-    InvalidGraphError,
-    PassFailedError,
-)
-from .io import load_graph, save_graph  # noqa: E402
-from .pipeline import Pipeline  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "ConfigError",
-    "GraphpassError",
-    "InternalError",
-    "InvalidGraphError",
-    "PassFailedError",
-    "Pipeline",
-    "Report",
-    "load_graph",
-    "rewrite",
-    "rewrite_with_report",
-    "save_graph",
-]
+_EXPORTS = {
+    "rewrite": "api",
+    "rewrite_with_report": "api",
+    "Report": "api",
+    "load_graph": "io",
+    "save_graph": "io",
+    "Pipeline": "pipeline",
+    "GraphpassError": "errors",
+    "InvalidGraphError": "errors",
+    "ConfigError": "errors",
+    "PassFailedError": "errors",
+    "InternalError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'graphpass' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

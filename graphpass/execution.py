@@ -71,6 +71,7 @@ class Comparison:
     replica_mismatch: dict[str, float] = field(default_factory=dict)
     initial_mismatch: dict[str, float] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    final: dict[str, np.ndarray] = field(default_factory=dict)
 
     def worst(self) -> tuple[str, float]:
         if not self.max_rel_diff:
@@ -141,6 +142,7 @@ def compare(
         a = single.variables(variables)
         b = multi.variables(variables + [r for rs in replicas.values() for r in rs])
         for v in variables:
+            result.final[v] = b[v]
             result.max_rel_diff[v] = rel_diff(b[v], a[v])
             for r in replicas[v]:
                 if not np.array_equal(b[r], b[v]):

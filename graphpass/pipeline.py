@@ -156,10 +156,13 @@ def _scalar(source: str, node) -> str:
     return node.value
 
 
-def _value(node):
+def _value(node, source: str = "<rules>"):
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{_at(source, node)}: {problem}") from None
     finally:
         loader.dispose()
 
@@ -179,7 +182,7 @@ def _build_pass(source: str, item) -> Pass:
     if cls is None:
         raise ConfigError(f"{_at(source, item)}: unknown pass '{name}'; valid passes: {', '.join(sorted(REGISTRY))}")
     kwargs = {}
-    if opts_node is not None and not (isinstance(opts_node, yaml.ScalarNode) and _value(opts_node) is None):
+    if opts_node is not None and not (isinstance(opts_node, yaml.ScalarNode) and _value(opts_node, source) is None):
         if not isinstance(opts_node, yaml.MappingNode):
             raise ConfigError(f"{_at(source, opts_node)}: the options of '{name}' must be a mapping")
         options = {o.name: o for o in cls.options()}
@@ -196,7 +199,7 @@ def _build_pass(source: str, item) -> Pass:
 
 
 def _check_type(source: str, pass_name: str, opt, node):
-    value = _value(node)
+    value = _value(node, source)
     where = f"{_at(source, node)}: pass '{pass_name}' option '{opt.name}'"
     if value is None and opt.optional:
         return None

@@ -1,0 +1,54 @@
+"""Analysis finds inputs, variables, apply ops, raw gradients, step counter, init and train ops."""
+
+from __future__ import annotations
+
+import pytest
+
+from graphpass import analysis
+from graphpass.errors import InvalidGraphError
+from graphpass.ir.graph import Graph
+
+
+def _analyze(fx):
+    return analysis.analyze(Graph(fx.graph_def))
+
+
+def test_mlp_sgd(load_fixture):
+    a = _analyze(load_fixture("mlp_sgd"))
+    assert [i.name for i in a.batched_inputs] == ["x", "y"]
+    assert sorted(a.trainable) == ["hidden/bias", "hidden/kernel", "logits/bias", "logits/kernel"]
+    assert all(ap.op == "ApplyGradientDescent" for ap in a.applies)
+    assert a.global_step is None and a.train_ops == ["train"] and a.init_ops == ["init"]
+    assert a.gradient_scopes == ["gradients"]
+    raw = {ap.var: ap.raw_grad for ap in a.applies}
+    assert raw["hidden/kernel"] == "gradients/hidden/MatMul_grad/tuple/control_dependency_1"
+
+
+def test_resource_momentum_slots_and_step(load_fixture):
+    a = _analyze(load_fixture("conv_momentum"))
+    assert all(v.resource for v in a.variables.values())
+    slots = {v.name: v.slot_of for v in a.variables.values() if v.slot_of}
+    assert slots == {f"{t}/Momentum": t for t in a.trainable}
+    assert a.global_step == "global_step"
+    assert a.variables["conv1/kernel"].nbytes == 3 * 3 * 3 * 8 * 4
+
+
+def test_adam_beta_powers_are_shared_state(load_fixture):
+    a = _analyze(load_fixture("mlp_adam"))
+    assert {"beta1_power", "beta2_power"} <= set(a.variables)
+    for name in ("beta1_power", "beta2_power"):
+        v = a.variables[name]
+        assert not v.trainable and not v.slot_of
+    assert len(a.replicated_state) == 3 * len(a.trainable)
+
+
+def test_raw_gradients_are_cut_before_clipping(load_fixture):
+    a = _analyze(load_fixture("mlp_clip"))
+    for ap in a.applies:
+        assert ap.raw_grad.startswith("gradients/"), ap.raw_grad
+        assert any("clip_by_global_norm" in n for n in ap.post)
+
+
+def test_inference_graph_is_refused(load_fixture):
+    with pytest.raises(InvalidGraphError, match="no optimizer apply ops"):
+        _analyze(load_fixture("inference_mlp"))

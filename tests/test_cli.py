@@ -1,0 +1,122 @@
+"""The command line: the main job, and one clear line + exit 2 + no output file for bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import FIXTURES, ROOT
+
+
+def run_cli(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "graphpass", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env)
+
+
+def test_rewrite_writes_output_and_prints_a_summary(tmp_path):
+    out = tmp_path / "mlp8.pb"
+    r = run_cli("rewrite", str(FIXTURES / "mlp_sgd.pb"), "-o", str(out), "--devices", "8")
+    assert r.returncode == 0, r.stderr
+    assert out.exists() and out.stat().st_size > 0
+    assert "8 on /device:GPU:0..7" in r.stdout and "nodes" in r.stdout
+    assert r.stderr == ""
+
+
+def test_default_output_name_and_text_format(tmp_path):
+    src = tmp_path / "model.pbtxt"
+    from google.protobuf import text_format
+
+    from graphpass import load_graph
+
+    src.write_text(text_format.MessageToString(load_graph(FIXTURES / "mlp_sgd.pb")))
+    r = run_cli("rewrite", str(src), "--devices", "2", "--device-type", "cpu", "--rules",
+                "replicated-collective", "-q")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    assert (tmp_path / "model.rewritten.pbtxt").read_text().startswith("node {")
+
+
+def _bad(tmp_path, *args, match):
+    out = tmp_path / "out.pb"
+    r = run_cli(*args, "-o", str(out))
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert match in lines[0], lines[0]
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.pb.*")), "no temporary file may be left behind"
+    return lines[0]
+
+
+def test_not_a_graphdef(tmp_path):
+    junk = tmp_path / "junk.pb"
+    junk.write_bytes(os.urandom(4096))
+    _bad(tmp_path, "rewrite", str(junk), "--devices", "2", match="is not a binary GraphDef")
+
+
+def test_empty_file(tmp_path):
+    empty = tmp_path / "empty.pb"
+    empty.write_bytes(b"")
+    _bad(tmp_path, "rewrite", str(empty), "--devices", "2", match="is empty")
+
+
+def test_inference_graph(tmp_path):
+    _bad(tmp_path, "rewrite", str(FIXTURES / "inference_mlp.pb"), "--devices", "2",
+         match="no optimizer apply ops")
+
+
+@pytest.mark.parametrize("devices", ["0", "-3"])
+def test_no_devices(tmp_path, devices):
+    _bad(tmp_path, "rewrite", str(FIXTURES / "mlp_sgd.pb"), f"--devices={devices}", match="at least 1")
+
+
+def test_duplicated_devices(tmp_path):
+    _bad(tmp_path, "rewrite", str(FIXTURES / "mlp_sgd.pb"), "--devices", "/gpu:0,/device:GPU:0",
+         match="listed twice")
+
+
+def test_nccl_onto_cpu_devices(tmp_path):
+    line = _bad(tmp_path, "rewrite", str(FIXTURES / "mlp_sgd.pb"), "--devices", "2", "--device-type", "CPU",
+                match="nccl all-reduce runs on GPUs only")
+    assert "replicated-collective" in line
+
+
+def test_unknown_rules(tmp_path):
+    line = _bad(tmp_path, "rewrite", str(FIXTURES / "mlp_sgd.pb"), "--devices", "2", "--rules", "fastest",
+                match="unknown rules 'fastest'")
+    assert "replicated-nccl" in line
+
+
+def test_missing_input(tmp_path):
+    _bad(tmp_path, "rewrite", str(tmp_path / "nope.pb"), "--devices", "2", match="no such file")
+
+
+def test_output_in_missing_directory(tmp_path):
+    r = run_cli("rewrite", str(FIXTURES / "mlp_sgd.pb"), "--devices", "2", "-o", str(tmp_path / "no" / "x.pb"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_output_equal_to_input(tmp_path):
+    src = tmp_path / "m.pb"
+    src.write_bytes((FIXTURES / "mlp_sgd.pb").read_bytes())
+    r = run_cli("rewrite", str(src), "--devices", "2", "-o", str(src))
+    assert r.returncode == 2 and "is the input file" in r.stderr
+    assert src.read_bytes() == (FIXTURES / "mlp_sgd.pb").read_bytes()
+
+
+def test_missing_devices_flag_is_a_usage_error(tmp_path):
+    r = run_cli("rewrite", str(FIXTURES / "mlp_sgd.pb"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--devices" in r.stderr
+
+
+def test_rules_command_lists_presets_and_passes():
+    r = run_cli("rules")
+    assert r.returncode == 0
+    for name in ("replicated-nccl", "replicated-collective", "replicated-naive", "ps-naive",
+                 "replicate", "allreduce", "algorithm"):
+        assert name in r.stdout

@@ -1,0 +1,68 @@
+"""The IR: reference parsing, use maps kept exact by the Rewriter, deterministic names."""
+
+from __future__ import annotations
+
+import pytest
+from tensorflow.core.framework import graph_pb2, node_def_pb2
+
+from graphpass.errors import InternalError, InvalidGraphError
+from graphpass.ir import names, verify
+from graphpass.ir.graph import Graph
+from graphpass.ir.rewriter import Rewriter
+
+
+def _graph(*nodes):
+    gd = graph_pb2.GraphDef()
+    for name, op, inputs in nodes:
+        gd.node.append(node_def_pb2.NodeDef(name=name, op=op, input=inputs))
+    return Graph(gd)
+
+
+@pytest.mark.parametrize(
+    "ref,want",
+    [("a", ("a", 0, False)), ("a:2", ("a", 2, False)), ("^a", ("a", -1, True)),
+     ("s/a:b", ("s/a:b", 0, False)), ("s/x:10", ("s/x", 10, False))],
+)
+def test_parse(ref, want):
+    assert tuple(names.parse(ref)) == want
+    if not want[2]:
+        assert names.tensor(want[0], want[1]) == (ref if ":" in ref and ref.rsplit(":", 1)[1].isdigit() else ref)
+
+
+def test_use_maps_follow_rewrites():
+    g = _graph(("a", "NoOp", []), ("b", "Identity", ["a"]), ("c", "Identity", ["b", "^a"]))
+    rw = Rewriter(g)
+    assert g.users("a") == ["b", "c"]
+    rw.set_inputs("c", ["a"])
+    assert g.users("b") == []
+    with pytest.raises(InternalError, match="still used"):
+        rw.erase("a")
+    rw.erase("b")
+    assert "b" not in g
+    rw.add("d", "Identity", ["^a", "c"])
+    assert list(g.node("d").input) == ["c", "^a"], "control inputs go last"
+
+
+def test_unique_names_are_deterministic():
+    g = _graph(("x", "NoOp", []), ("x_1", "NoOp", []))
+    rw = Rewriter(g)
+    assert [rw.unique_name("x"), rw.unique_name("x"), rw.unique_name("y")] == ["x_2", "x_3", "y"]
+
+
+def test_duplicate_names_and_cycles_are_refused():
+    with pytest.raises(InvalidGraphError, match="two nodes named 'a'"):
+        _graph(("a", "NoOp", []), ("a", "NoOp", []))
+    g = _graph(("a", "Identity", ["b"]), ("b", "Identity", ["a"]))
+    with pytest.raises(InvalidGraphError, match="cycle"):
+        g.topo_order()
+
+
+def test_loop_back_edges_are_not_cycles():
+    g = _graph(("m", "Merge", ["e", "n"]), ("e", "Enter", []), ("n", "NextIteration", ["m"]))
+    assert set(g.topo_order()) == {"m", "e", "n"}
+
+
+def test_verify_names_dangling_inputs():
+    g = _graph(("a", "Identity", ["ghost"]))
+    with pytest.raises(InternalError, match="'a' reads 'ghost'"):
+        verify.check(g)

@@ -1,0 +1,58 @@
+"""Rules files: presets load, and every mistake is named with file, line and what is valid."""
+
+from __future__ import annotations
+
+import pytest
+
+from graphpass.errors import ConfigError
+from graphpass.pipeline import Pipeline, preset_names
+
+
+def test_presets_load():
+    assert {"replicated-nccl", "replicated-collective", "replicated-naive", "ps-naive"} <= set(preset_names())
+    for name in preset_names():
+        p = Pipeline.load(name)
+        assert p.passes[0].name == "replicate"
+
+
+def test_file_and_bare_pass_names(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text("passes:\n  - replicate\n  - allreduce: {algorithm: naive, average: false}\n")
+    p = Pipeline.load(str(f))
+    assert [x.name for x in p.passes] == ["replicate", "allreduce"]
+    assert p.passes[1].algorithm == "naive" and p.passes[1].average is False
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("passes: [replicate, allreduce", "r.yaml:1: malformed YAML"),
+        ("passes:\n  - replicate\n  - shuffle\n", "r.yaml:3: unknown pass 'shuffle'; valid passes: allreduce, replicate"),
+        ("passes:\n  - replicate\n  - allreduce: {algo: nccl}\n", "r.yaml:3: pass 'allreduce' has no option 'algo'; valid options: algorithm"),
+        ("passes:\n  - replicate:\n      mode: mirrored\n", "r.yaml:3: pass 'replicate' option 'mode' is 'mirrored'; expected one of replicated, parameter_server"),
+        ("passes:\n  - replicate\n  - allreduce:\n      average: 'yes'\n", "r.yaml:4: pass 'allreduce' option 'average' is 'yes'; expected bool"),
+        ("pases: []\n", "r.yaml:1: unknown key 'pases'"),
+        ("", "the rules file is empty"),
+        ("passes:\n  - allreduce\n  - replicate\n", "r.yaml:2: the first pass must be 'replicate'"),
+        ("passes:\n  - replicate\n  - replicate\n", "r.yaml:3: 'replicate' may appear only once"),
+        ("- replicate\n", "must be a mapping"),
+    ],
+)
+def test_errors_name_file_line_and_choices(tmp_path, text, match):
+    f = tmp_path / "r.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        Pipeline.load(str(f))
+    assert match in str(e.value)
+
+
+def test_unsafe_yaml_tags_are_refused(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text("passes:\n  - replicate:\n      mode: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError):
+        Pipeline.load(str(f))
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ConfigError, match="unknown rules 'x'; presets: ps-naive"):
+        Pipeline.load("x")

@@ -1,0 +1,61 @@
+"""Regenerate the golden rewrites in tests/golden/ on purpose; review the diff before committing.
+
+    python tools/update_golden.py          # every case
+    python tools/update_golden.py --check  # exit 1 if any golden file would change
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GOLDEN = ROOT / "tests" / "golden"
+FIXTURES = ROOT / "tests" / "fixtures"
+
+# (preset, fixture, towers, device type): the shipped presets on the small MLP, as users run them.
+CASES = [
+    ("replicated-nccl", "mlp_sgd", 2, "GPU"),
+    ("replicated-collective", "mlp_sgd", 2, "GPU"),
+    ("replicated-naive", "mlp_sgd", 2, "GPU"),
+    ("ps-naive", "mlp_sgd", 2, "GPU"),
+]
+
+
+def golden_path(preset: str, model: str, towers: int, device_type: str) -> Path:
+    return GOLDEN / preset / f"{model}_k{towers}_{device_type.lower()}.pbtxt"
+
+
+def render(preset: str, model: str, towers: int, device_type: str) -> str:
+    import graphpass
+    from graphpass.io import serialize
+
+    out = graphpass.rewrite(FIXTURES / f"{model}.pb", devices=towers, rules=preset, device_type=device_type)
+    return serialize(out, text=True).decode()
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = 0
+    for case in CASES:
+        path = golden_path(*case)
+        text = render(*case)
+        old = path.read_text() if path.exists() else None
+        if old == text:
+            continue
+        stale += 1
+        if check:
+            print(f"stale: {path.relative_to(ROOT)}")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"{'updated' if old else 'created'}: {path.relative_to(ROOT)}")
+    return 1 if check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
