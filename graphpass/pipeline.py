@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -19,14 +18,10 @@ DEFAULT_RULES = "replicated-nccl"
 
 
 def presets_dir() -> Path:
-    """Where the shipped presets live: the installed package data, or rules/ in a checkout."""
-    try:
-        path = Path(str(resources.files("graphpass.rules")))
-        if path.is_dir() and any(path.glob("*.yaml")):
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "rules"
+    """Where the shipped presets live: graphpass/rules once installed, rules/ in a checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "rules"
+    return installed if installed.is_dir() else here.parent / "rules"
 
 
 def preset_names() -> list[str]:
