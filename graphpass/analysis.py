@@ -26,6 +26,9 @@ class Variable:
     resource: bool
     trainable: bool = False
     slot_of: str | None = None
+    role: str = "other"
+    initializer: str | None = None
+    reads: list[str] = field(default_factory=list)
 
     @property
     def num_elements(self) -> int | None:
@@ -83,6 +86,7 @@ class TrainingGraph:
     global_step: str | None
     train_ops: list[str]
     init_ops: list[str]
+    global_step_increment: str | None = None
 
     @property
     def batched_inputs(self) -> list[Input]:
@@ -183,7 +187,9 @@ def analyze(graph: Graph) -> TrainingGraph:
         for s in state:
             variables[s].slot_of = variables[s].slot_of or var
         cut = cuts[name]
-        applies.append(ApplyOp(name, graph.node(name).op, var, state, sig.grad, sig.sparse, cut.raw, cut.post))
+        applies.append(
+            ApplyOp(name, graph.node(name).op, var, state, sig.grad, sig.sparse, cut.raw, cut.post)
+        )
     for v in variables.values():
         if v.trainable and v.slot_of:
             raise InvalidGraphError(f"variable '{v.name}' is both trained and used as optimizer state")
@@ -197,36 +203,88 @@ def analyze(graph: Graph) -> TrainingGraph:
     ]
     apply_names = [a.name for a in applies]
     after_update = graph.descendants(apply_names)
+    step, increment = _global_step(graph, variables, after_update)
+    _describe_variables(graph, variables, applies, after_update, step)
     return TrainingGraph(
         inputs=inputs,
         variables=variables,
         applies=applies,
         gradient_scopes=scopes,
-        global_step=_global_step(graph, variables, after_update),
+        global_step=step,
         train_ops=_sinks(graph, after_update, apply_names),
         init_ops=_init_ops(graph, variables, after_update),
+        global_step_increment=increment,
     )
+
+
+def _describe_variables(graph, variables, applies, after_update, step) -> None:
+    """Role, initializer and readers of every variable.
+
+    Roles: trainable (updated by an apply op), slot (optimizer state an apply op updates),
+    optimizer (read by apply ops, written after them: Adam's beta powers), step, other.
+    """
+    read_by_applies: set[str] = set()
+    for a in applies:
+        for n in graph.ancestors([a.name], stop=lambda n: n in variables):
+            if n in variables:
+                read_by_applies.add(n)
+    for v in variables.values():
+        if v.trainable:
+            v.role = "trainable"
+        elif v.slot_of:
+            v.role = "slot"
+        elif v.name == step:
+            v.role = "step"
+        elif v.name in read_by_applies and any(
+            u in after_update and v.name in _written(graph.node(u)) for u in graph.users(v.name)
+        ):
+            v.role = "optimizer"
+        for user in graph.users(v.name):
+            node = graph.node(user)
+            if v.name in _written(node):
+                if (
+                    user not in after_update
+                    and v.initializer is None
+                    and not _reads_variables(graph, node, variables, skip=v.name)
+                ):
+                    v.initializer = user
+            elif opdefs.takes_state_from(node, v.name) or node.op in PASS_THROUGH_OPS:
+                v.reads.append(user)
+
+
+def _written(node) -> set[str]:
+    return {names.node_of(node.input[p]) for p in opdefs.written_inputs(node.op) if p < len(node.input)}
+
+
+def _reads_variables(graph: Graph, node, variables, skip: str) -> bool:
+    inputs = [names.node_of(r) for r in node.input if names.node_of(r) != skip]
+    return any(n in variables for n in graph.ancestors(inputs, stop=lambda n: n in variables))
 
 
 INT_TYPES = (types_pb2.DT_INT32, types_pb2.DT_INT64)
 
 
-def _global_step(graph: Graph, variables: dict[str, Variable], after_update: set[str]) -> str | None:
-    """The integer scalar variable written once the updates are done (the step counter)."""
+def _global_step(
+    graph: Graph, variables: dict[str, Variable], after_update: set[str]
+) -> tuple[str | None, str | None]:
+    """The integer scalar variable written once the updates are done (the step counter), and
+    the node that increments it."""
     for v in variables.values():
         if v.trainable or v.slot_of or v.dtype not in INT_TYPES or v.shape != []:
             continue
         for user in graph.users(v.name):
-            if user in after_update and opdefs.written_inputs(graph.node(user).op):
-                return v.name
-    return None
+            if user in after_update and v.name in _written(graph.node(user)):
+                return v.name, user
+    return None, None
 
 
 def _sinks(graph: Graph, region: set[str], required: list[str]) -> list[str]:
-    """Nodes of `region` nobody reads that depend on every one of `required` (the train ops)."""
+    """Nodes of `region` nobody reads that depend on every one of `required` and do something
+    (no-ops, writes): the train ops. Reads of updated values left dangling are not."""
     out = []
     for n in graph.names():
-        if n in region and not graph.users(n):
+        node = graph.node(n)
+        if n in region and not graph.users(n) and (node.op == "NoOp" or opdefs.written_inputs(node.op)):
             anc = graph.ancestors([n])
             if all(r in anc for r in required):
                 out.append(n)

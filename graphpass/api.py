@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 
 from tensorflow.core.framework import graph_pb2
 
-from . import analysis, devices as devmod
+from . import analysis
+from . import devices as devmod
 from .context import RewriteContext
 from .errors import InvalidGraphError
 from .io import load_graph
 from .ir import verify
 from .ir.graph import Graph
 from .ir.rewriter import Rewriter
-from .pipeline import DEFAULT_RULES, Pipeline, PassRun
+from .pipeline import DEFAULT_RULES, PassRun, Pipeline
 from .shapes import ShapeOracle
 
 GraphDef = graph_pb2.GraphDef

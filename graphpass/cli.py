@@ -28,10 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("rewrite", help="replicate a training graph across devices")
     r.add_argument("input", help="single-tower training GraphDef (.pb, .pbtxt or .meta)")
     r.add_argument("-o", "--output", help="where to write the result (default: INPUT.rewritten.pb)")
-    r.add_argument("--devices", required=True,
-                   help="tower count (8 = devices 0..7) or a comma-separated list of device names")
-    r.add_argument("--device-type", default="GPU", type=str.upper, choices=["GPU", "CPU"],
-                   help="device type for a count (default GPU)")
+    r.add_argument(
+        "--devices",
+        required=True,
+        help="tower count (8 = devices 0..7) or a comma-separated list of device names",
+    )
+    r.add_argument(
+        "--device-type",
+        default="GPU",
+        type=str.upper,
+        choices=["GPU", "CPU"],
+        help="device type for a count (default GPU)",
+    )
     r.add_argument("--rules", default=None, help="preset name or YAML file (default replicated-nccl)")
     r.add_argument("--verify-each", action="store_true", help="check the graph after every pass")
     r.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
@@ -103,8 +111,11 @@ def _print_summary(inp: Path, out: Path, r) -> None:
         f"{PROG}: {inp} -> {out}",
         f"  towers     {r.towers} on {_device_range(r.devices)} ({r.mode}, rules {r.rules})",
         f"  variables  {r.variables} ({r.trainable} trainable; "
-        + (f"{r.replicated_variables} with a replica per tower)" if r.mode == "replicated"
-           else "one copy each)"),
+        + (
+            f"{r.replicated_variables} with a replica per tower)"
+            if r.mode == "replicated"
+            else "one copy each)"
+        ),
     ]
     for run in r.passes:
         lines.append(f"  {run.pass_.name:<10} {run.result.summary} ({run.seconds * 1000:.0f} ms)")
@@ -157,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the last line of defence: no tracebacks for users
         if os.environ.get("GRAPHPASS_DEBUG"):
             raise
-        print(f"{PROG}: internal error (a bug in graphpass): {type(e).__name__}: {e} "
-              "(set GRAPHPASS_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(
+            f"{PROG}: internal error (a bug in graphpass): {type(e).__name__}: {e} "
+            "(set GRAPHPASS_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -35,22 +35,24 @@ class Runner:
                 if opdefs.is_resource_variable_op(node.op):
                     with tf1.device(node.device), tf1.name_scope(None):
                         out = tf.raw_ops.ReadVariableOp(
-                            resource=out, dtype=dtypes.as_dtype(node.attr["dtype"].type),
+                            resource=out,
+                            dtype=dtypes.as_dtype(node.attr["dtype"].type),
                             name=f"graphpass_read/{node.name}",
                         )
                 self.readers[node.name] = out
         self.session = tf1.Session(graph=self.graph, config=session_config(num_cpus))
 
     def run(self, fetches, feeds: dict[str, np.ndarray] | None = None):
-        feed_dict = {self.graph.get_tensor_by_name(names.tensor(*names.parse(k)[:2]) + ":0"
-                                                   if ":" not in k else k): v
-                     for k, v in (feeds or {}).items()}
+        feed_dict = {
+            self.graph.get_tensor_by_name(names.tensor(*names.parse(k)[:2]) + ":0" if ":" not in k else k): v
+            for k, v in (feeds or {}).items()
+        }
         return self.session.run(fetches, feed_dict=feed_dict)
 
     def variables(self, which: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         keys = list(self.readers) if which is None else list(which)
         values = self.session.run([self.readers[k] for k in keys])
-        return dict(zip(keys, values))
+        return dict(zip(keys, values, strict=True))
 
     def close(self) -> None:
         self.session.close()
@@ -151,7 +153,10 @@ def compare(
 
 
 def random_batches(
-    feeds: dict[str, dict], batch: int, steps: int, seed: int = 0,
+    feeds: dict[str, dict],
+    batch: int,
+    steps: int,
+    seed: int = 0,
     int_high: Callable[[str], int] | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """`steps` random global batches for feeds given as {name: {shape, dtype, classes}}."""

@@ -13,7 +13,7 @@ from .errors import InvalidGraphError
 RESOURCE = types_pb2.DT_RESOURCE
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _op_def(op_type: str):
     return op_def_registry.get(op_type)
 
@@ -38,7 +38,7 @@ def _is_state_arg(arg) -> bool:
     return arg.is_ref or arg.type == RESOURCE
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def is_variable_op(op_type: str) -> bool:
     """True for ops that create a variable: no inputs, one ref/resource output, typed by `dtype` and `shape`.
 
@@ -57,7 +57,7 @@ def is_resource_variable_op(op_type: str) -> bool:
     return is_variable_op(op_type) and d.output_arg[0].type == RESOURCE
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def is_stateful(op_type: str) -> bool:
     d = _op_def(op_type)
     return bool(d and d.is_stateful)
@@ -78,7 +78,7 @@ class ApplySignature:
         return self.indices is not None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def apply_signature(op_type: str) -> ApplySignature | None:
     """The ApplySignature of an optimizer update op, or None if `op_type` is not one.
 
@@ -103,7 +103,7 @@ def apply_signature(op_type: str) -> ApplySignature | None:
     return ApplySignature(0, state, names.index(grad_name), indices, args[0].type == RESOURCE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def written_inputs(op_type: str) -> tuple[int, ...]:
     """Input positions whose variable the op modifies.
 
@@ -178,7 +178,7 @@ def takes_state_from(node, producer: str) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernels(op_type: str):
     return tuple(kernels.get_registered_kernels_for_op(op_type).kernel)
 

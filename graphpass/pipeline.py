@@ -87,9 +87,8 @@ class Pipeline:
         top = {_scalar(source, k): (k, v) for k, v in root.value}
         unknown = sorted(set(top) - {"passes", "description"})
         if unknown:
-            raise ConfigError(
-                f"{_at(source, top[unknown[0]][0])}: unknown key '{unknown[0]}'; valid keys: description, passes"
-            )
+            where = _at(source, top[unknown[0]][0])
+            raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid keys: description, passes")
         if "passes" not in top:
             raise ConfigError(f"{source}: the rules need a 'passes:' list")
         seq = top["passes"][1]
@@ -98,7 +97,7 @@ class Pipeline:
         passes = [_build_pass(source, item) for item in seq.value]
         if passes[0].name != "replicate":
             raise ConfigError(f"{_at(source, seq.value[0])}: the first pass must be 'replicate'")
-        for item, p in zip(seq.value[1:], passes[1:]):
+        for item, p in zip(seq.value[1:], passes[1:], strict=True):
             if p.name == "replicate":
                 raise ConfigError(f"{_at(source, item)}: 'replicate' may appear only once")
         return cls(passes, source)
@@ -175,9 +174,13 @@ def _build_pass(source: str, item) -> Pass:
         )
     cls = REGISTRY.get(name)
     if cls is None:
-        raise ConfigError(f"{_at(source, item)}: unknown pass '{name}'; valid passes: {', '.join(sorted(REGISTRY))}")
+        raise ConfigError(
+            f"{_at(source, item)}: unknown pass '{name}'; valid passes: {', '.join(sorted(REGISTRY))}"
+        )
     kwargs = {}
-    if opts_node is not None and not (isinstance(opts_node, yaml.ScalarNode) and _value(opts_node, source) is None):
+    if opts_node is not None and not (
+        isinstance(opts_node, yaml.ScalarNode) and _value(opts_node, source) is None
+    ):
         if not isinstance(opts_node, yaml.MappingNode):
             raise ConfigError(f"{_at(source, opts_node)}: the options of '{name}' must be a mapping")
         options = {o.name: o for o in cls.options()}

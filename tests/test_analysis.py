@@ -52,3 +52,16 @@ def test_raw_gradients_are_cut_before_clipping(load_fixture):
 def test_inference_graph_is_refused(load_fixture):
     with pytest.raises(InvalidGraphError, match="no optimizer apply ops"):
         _analyze(load_fixture("inference_mlp"))
+
+
+def test_variable_roles_initializers_and_reads(load_fixture):
+    a = _analyze(load_fixture("mlp_adam"))
+    roles = {v.name: v.role for v in a.variables.values()}
+    assert roles["layer1/kernel"] == "trainable" and roles["layer1/kernel/Adam"] == "slot"
+    assert roles["beta1_power"] == "optimizer" and roles["global_step"] == "step"
+    assert a.variables["layer1/kernel"].initializer == "layer1/kernel/Assign"
+    assert "layer1/kernel/read" in a.variables["layer1/kernel"].reads
+    assert a.global_step_increment == "train" and a.train_ops == ["train"]
+    r = _analyze(load_fixture("mlp_clip"))
+    assert r.train_ops == ["train"]
+    assert r.variables["fc1/kernel"].initializer == "fc1/kernel/Assign"

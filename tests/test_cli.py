@@ -13,8 +13,9 @@ from .conftest import FIXTURES, ROOT
 
 def run_cli(*args, cwd=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "graphpass", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "graphpass", *args], capture_output=True, text=True, cwd=cwd, env=env
+    )
 
 
 def test_rewrite_writes_output_and_prints_a_summary(tmp_path):
@@ -33,8 +34,17 @@ def test_default_output_name_and_text_format(tmp_path):
     from graphpass import load_graph
 
     src.write_text(text_format.MessageToString(load_graph(FIXTURES / "mlp_sgd.pb")))
-    r = run_cli("rewrite", str(src), "--devices", "2", "--device-type", "cpu", "--rules",
-                "replicated-collective", "-q")
+    r = run_cli(
+        "rewrite",
+        str(src),
+        "--devices",
+        "2",
+        "--device-type",
+        "cpu",
+        "--rules",
+        "replicated-collective",
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
     assert (tmp_path / "model.rewritten.pbtxt").read_text().startswith("node {")
@@ -66,8 +76,14 @@ def test_empty_file(tmp_path):
 
 
 def test_inference_graph(tmp_path):
-    _bad(tmp_path, "rewrite", str(FIXTURES / "inference_mlp.pb"), "--devices", "2",
-         match="no optimizer apply ops")
+    _bad(
+        tmp_path,
+        "rewrite",
+        str(FIXTURES / "inference_mlp.pb"),
+        "--devices",
+        "2",
+        match="no optimizer apply ops",
+    )
 
 
 @pytest.mark.parametrize("devices", ["0", "-3"])
@@ -76,19 +92,41 @@ def test_no_devices(tmp_path, devices):
 
 
 def test_duplicated_devices(tmp_path):
-    _bad(tmp_path, "rewrite", str(FIXTURES / "mlp_sgd.pb"), "--devices", "/gpu:0,/device:GPU:0",
-         match="listed twice")
+    _bad(
+        tmp_path,
+        "rewrite",
+        str(FIXTURES / "mlp_sgd.pb"),
+        "--devices",
+        "/gpu:0,/device:GPU:0",
+        match="listed twice",
+    )
 
 
 def test_nccl_onto_cpu_devices(tmp_path):
-    line = _bad(tmp_path, "rewrite", str(FIXTURES / "mlp_sgd.pb"), "--devices", "2", "--device-type", "CPU",
-                match="nccl all-reduce runs on GPUs only")
+    line = _bad(
+        tmp_path,
+        "rewrite",
+        str(FIXTURES / "mlp_sgd.pb"),
+        "--devices",
+        "2",
+        "--device-type",
+        "CPU",
+        match="nccl all-reduce runs on GPUs only",
+    )
     assert "replicated-collective" in line
 
 
 def test_unknown_rules(tmp_path):
-    line = _bad(tmp_path, "rewrite", str(FIXTURES / "mlp_sgd.pb"), "--devices", "2", "--rules", "fastest",
-                match="unknown rules 'fastest'")
+    line = _bad(
+        tmp_path,
+        "rewrite",
+        str(FIXTURES / "mlp_sgd.pb"),
+        "--devices",
+        "2",
+        "--rules",
+        "fastest",
+        match="unknown rules 'fastest'",
+    )
     assert "replicated-nccl" in line
 
 
@@ -97,7 +135,9 @@ def test_missing_input(tmp_path):
 
 
 def test_output_in_missing_directory(tmp_path):
-    r = run_cli("rewrite", str(FIXTURES / "mlp_sgd.pb"), "--devices", "2", "-o", str(tmp_path / "no" / "x.pb"))
+    r = run_cli(
+        "rewrite", str(FIXTURES / "mlp_sgd.pb"), "--devices", "2", "-o", str(tmp_path / "no" / "x.pb")
+    )
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
@@ -117,6 +157,13 @@ def test_missing_devices_flag_is_a_usage_error(tmp_path):
 def test_rules_command_lists_presets_and_passes():
     r = run_cli("rules")
     assert r.returncode == 0
-    for name in ("replicated-nccl", "replicated-collective", "replicated-naive", "ps-naive",
-                 "replicate", "allreduce", "algorithm"):
+    for name in (
+        "replicated-nccl",
+        "replicated-collective",
+        "replicated-naive",
+        "ps-naive",
+        "replicate",
+        "allreduce",
+        "algorithm",
+    ):
         assert name in r.stdout

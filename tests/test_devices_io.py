@@ -15,8 +15,15 @@ def test_counts_and_lists():
     assert devices.host_of("/job:worker/task:1/device:GPU:3") == "/job:worker/task:1/device:CPU:0"
 
 
-@pytest.mark.parametrize("spec,match", [(0, "at least 1"), ("gpu:0,gpu:0", "listed twice"),
-                                        ("gpu", "not a full device name"), ("", "no devices")])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        (0, "at least 1"),
+        ("gpu:0,gpu:0", "listed twice"),
+        ("gpu", "not a full device name"),
+        ("", "no devices"),
+    ],
+)
 def test_bad_specs(spec, match):
     with pytest.raises(ConfigError, match=match):
         devices.parse_devices(spec)

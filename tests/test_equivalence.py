@@ -29,8 +29,11 @@ def test_three_steps_match_single_tower(load_fixture, model, rules, k):
         assert int(result.final["global_step"]) == 3
     if rules.startswith("replicated"):
         trainable = [v for v in fx.meta["variables"] if v in result.final and "global_step" not in v]
-        assert all(f"tower{k - 1}/{v}" in {n.name for n in out.node} for v in trainable
-                   if not v.startswith(("beta1_power", "beta2_power")))
+        assert all(
+            f"tower{k - 1}/{v}" in {n.name for n in out.node}
+            for v in trainable
+            if not v.startswith(("beta1_power", "beta2_power"))
+        )
 
 
 def test_clip_is_active_so_the_cut_matters(load_fixture):

@@ -24,6 +24,9 @@ def test_rewrite_matches_golden(case):
     want = path.read_text()
     got = update_golden.render(*case)
     if got != want:
-        diff = "".join(list(difflib.unified_diff(want.splitlines(True), got.splitlines(True),
-                                                 str(path), "rewrite", n=2))[:80])
+        diff = "".join(
+            list(
+                difflib.unified_diff(want.splitlines(True), got.splitlines(True), str(path), "rewrite", n=2)
+            )[:80]
+        )
         pytest.fail(f"rewrite differs from {path.name} (tools/update_golden.py regenerates it):\n{diff}")

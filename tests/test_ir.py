@@ -20,13 +20,20 @@ def _graph(*nodes):
 
 @pytest.mark.parametrize(
     "ref,want",
-    [("a", ("a", 0, False)), ("a:2", ("a", 2, False)), ("^a", ("a", -1, True)),
-     ("s/a:b", ("s/a:b", 0, False)), ("s/x:10", ("s/x", 10, False))],
+    [
+        ("a", ("a", 0, False)),
+        ("a:2", ("a", 2, False)),
+        ("^a", ("a", -1, True)),
+        ("s/a:b", ("s/a:b", 0, False)),
+        ("s/x:10", ("s/x", 10, False)),
+    ],
 )
 def test_parse(ref, want):
     assert tuple(names.parse(ref)) == want
     if not want[2]:
-        assert names.tensor(want[0], want[1]) == (ref if ":" in ref and ref.rsplit(":", 1)[1].isdigit() else ref)
+        assert names.tensor(want[0], want[1]) == (
+            ref if ":" in ref and ref.rsplit(":", 1)[1].isdigit() else ref
+        )
 
 
 def test_use_maps_follow_rewrites():

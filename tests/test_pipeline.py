@@ -27,10 +27,22 @@ def test_file_and_bare_pass_names(tmp_path):
     "text,match",
     [
         ("passes: [replicate, allreduce", "r.yaml:1: malformed YAML"),
-        ("passes:\n  - replicate\n  - shuffle\n", "r.yaml:3: unknown pass 'shuffle'; valid passes: allreduce, replicate"),
-        ("passes:\n  - replicate\n  - allreduce: {algo: nccl}\n", "r.yaml:3: pass 'allreduce' has no option 'algo'; valid options: algorithm"),
-        ("passes:\n  - replicate:\n      mode: mirrored\n", "r.yaml:3: pass 'replicate' option 'mode' is 'mirrored'; expected one of replicated, parameter_server"),
-        ("passes:\n  - replicate\n  - allreduce:\n      average: 'yes'\n", "r.yaml:4: pass 'allreduce' option 'average' is 'yes'; expected bool"),
+        (
+            "passes:\n  - replicate\n  - shuffle\n",
+            "r.yaml:3: unknown pass 'shuffle'; valid passes: allreduce, replicate",
+        ),
+        (
+            "passes:\n  - replicate\n  - allreduce: {algo: nccl}\n",
+            "r.yaml:3: pass 'allreduce' has no option 'algo'; valid options: algorithm",
+        ),
+        (
+            "passes:\n  - replicate:\n      mode: mirrored\n",
+            "r.yaml:3: pass 'replicate' option 'mode' is 'mirrored'; expected one of replicated, parameter_server",
+        ),
+        (
+            "passes:\n  - replicate\n  - allreduce:\n      average: 'yes'\n",
+            "r.yaml:4: pass 'allreduce' option 'average' is 'yes'; expected bool",
+        ),
         ("pases: []\n", "r.yaml:1: unknown key 'pases'"),
         ("", "the rules file is empty"),
         ("passes:\n  - allreduce\n  - replicate\n", "r.yaml:2: the first pass must be 'replicate'"),

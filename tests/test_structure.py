@@ -70,7 +70,7 @@ def test_nccl_structure(load_fixture):
     assert len(by_shared) == grads and set(by_shared.values()) == {k}
     for n in nccl:
         assert n.attr["num_devices"].i == k and n.attr["reduction"].s == b"sum"
-        tower = int(n.name.split("/")[0][len("tower"):])
+        tower = int(n.name.split("/")[0][len("tower") :])
         assert n.device == f"/device:GPU:{tower}"
         assert n.input[0].startswith(f"tower{tower}/gradients/")
 
@@ -100,9 +100,38 @@ def test_rewrite_is_byte_identical_across_hash_seeds(tmp_path):
         out = tmp_path / f"out{seed}.pb"
         env = dict(os.environ, PYTHONHASHSEED=seed)
         subprocess.run(
-            [sys.executable, "-m", "graphpass", "rewrite", str(ROOT / "tests/fixtures/conv_momentum.pb"),
-             "-o", str(out), "--devices", "4", "-q"],
-            check=True, env=env, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "graphpass",
+                "rewrite",
+                str(ROOT / "tests/fixtures/conv_momentum.pb"),
+                "-o",
+                str(out),
+                "--devices",
+                "4",
+                "-q",
+            ],
+            check=True,
+            env=env,
+            cwd=tmp_path,
         )
         digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
     assert len(digests) == 1
+
+
+def test_parameter_server_device_holds_every_variable(load_fixture):
+    from graphpass.pipeline import Pipeline
+
+    fx = load_fixture("mlp_adam")
+    rules = Pipeline.from_yaml(
+        "passes:\n  - replicate: {mode: parameter_server, ps_device: /cpu:0}\n  - allreduce: {algorithm: naive}\n"
+    )
+    out = graphpass.rewrite(fx.graph_def, devices=2, rules=rules)
+    nodes = {n.name: n for n in out.node}
+    for v in fx.meta["variables"]:
+        assert nodes[v].device == "/device:CPU:0", v
+        assert f"tower1/{v}" not in nodes
+    applies = [n for n in out.node if n.op == "ApplyAdam"]
+    assert len(applies) == 4 and all(n.device == "/device:CPU:0" for n in applies)
+    assert sum(n.op == "MatMul" for n in out.node if n.device == "/device:GPU:1") > 0

@@ -45,9 +45,7 @@ def mlp_sgd():
     h = _dense(x, 32, "hidden", tf.nn.relu)
     logits = _dense(h, 5, "logits")
     loss = _xent(logits, y)
-    tf.identity(
-        tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32)), name="accuracy"
-    )
+    tf.identity(tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32)), name="accuracy")
     train = tf1.train.GradientDescentOptimizer(0.5).minimize(loss, name="train")
     return {"x": ([None, 16], "float32", None), "y": ([None], "int64", 5)}, train, loss
 
@@ -95,10 +93,10 @@ def mlp_clip():
     loss = _xent(logits, y) * 50.0  # large gradients, so the clip is active
     opt = tf1.train.AdamOptimizer(0.01)
     grads_and_vars = opt.compute_gradients(loss)
-    grads, tvars = zip(*grads_and_vars)
+    grads, tvars = zip(*grads_and_vars, strict=False)
     clipped, _ = tf.clip_by_global_norm(grads, 1.0)
     step = tf1.train.get_or_create_global_step()
-    train = opt.apply_gradients(zip(clipped, tvars), global_step=step, name="train")
+    train = opt.apply_gradients(zip(clipped, tvars, strict=False), global_step=step, name="train")
     return {"x": ([None, 10], "float32", None), "y": ([None], "int64", 6)}, train, loss
 
 
@@ -110,7 +108,13 @@ def inference_mlp():
     return {"x": ([None, 16], "float32", None)}, probs, probs
 
 
-MODELS = {"mlp_sgd": mlp_sgd, "inference_mlp": inference_mlp, "conv_momentum": conv_momentum, "mlp_adam": mlp_adam, "mlp_clip": mlp_clip}
+MODELS = {
+    "mlp_sgd": mlp_sgd,
+    "inference_mlp": inference_mlp,
+    "conv_momentum": conv_momentum,
+    "mlp_adam": mlp_adam,
+    "mlp_clip": mlp_clip,
+}
 
 
 def build(name: str):

@@ -1,7 +1,7 @@
 """Regenerate the golden rewrites in tests/golden/ on purpose; review the diff before committing.
 
-    python tools/update_golden.py          # every case
-    python tools/update_golden.py --check  # exit 1 if any golden file would change
+python tools/update_golden.py          # every case
+python tools/update_golden.py --check  # exit 1 if any golden file would change
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ class Builder:
     def add_n(self, tower: int | None, inputs: list[str], device: str, leaf: str = "sum") -> str:
         if len(inputs) == 1:
             return self.add(tower, leaf, "Identity", inputs, {"T": type_attr(self.red.dtype)}, device)
-        return self.add(tower, leaf, "AddN", inputs,
-                        {"T": type_attr(self.red.dtype), "N": int_attr(len(inputs))}, device)
+        return self.add(
+            tower, leaf, "AddN", inputs, {"T": type_attr(self.red.dtype), "N": int_attr(len(inputs))}, device
+        )
 
     def scaled(self, tower: int | None, tensor: str, device: str) -> str:
         """`tensor` times 1/K when averaging, else `tensor` itself."""

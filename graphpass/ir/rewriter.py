@@ -111,9 +111,7 @@ class Rewriter:
             device,
         )
 
-    def clone(
-        self, src: NodeDef, name: str, inputs: Iterable[str], device: str | None = None
-    ) -> NodeDef:
+    def clone(self, src: NodeDef, name: str, inputs: Iterable[str], device: str | None = None) -> NodeDef:
         """A copy of `src` (attrs included) under `name` with `inputs`."""
         node = NodeDef()
         node.CopyFrom(src)

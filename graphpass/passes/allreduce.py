@@ -46,7 +46,7 @@ class AllReduce(Pass):
         start = len(ctx.reduced)
         for ordinal, red in enumerate(ctx.pending, start):
             results = algo.build(Builder(ctx, red, ordinal, self.average))
-            for sink, tensor in zip(red.outputs, results):
+            for sink, tensor in zip(red.outputs, results, strict=True):
                 rw.set_inputs(sink, [tensor] + [names.control(c) for c in _controls(ctx, sink)])
             ctx.reduced.append((red, self.algorithm))
         count = len(ctx.pending)

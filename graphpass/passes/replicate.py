@@ -131,31 +131,31 @@ class _Replicator:
 
     # -- devices ---------------------------------------------------------------------------
     def _place_variables(self) -> None:
-        """Canonical variables (and what is colocated with them) go to one device each."""
+        """Parameter server: every variable on the ps device. Replicated: canonical copies (and
+        unplaced shared variables) on the first tower's device."""
         first = self.devices[0]
         for v in self.variables:
             node = self.g.node(v)
-            if self.replicated or v not in self._trained_or_slot():
-                target = first if (v in self.state or not node.device) else None
-            else:
+            if not self.replicated:
                 target = self.ps_device or first
-            if target is None:
+            elif v in self.state or not node.device:
+                target = first
+            else:
                 self.ctx.variable_devices[v] = node.device
                 continue
             dev = self._group_device(v, target)
             self.rw.set_device(v, dev)
             self.ctx.variable_devices[v] = dev
 
-    def _trained_or_slot(self) -> set[str]:
-        return {v.name for v in self.variables.values() if v.trainable or v.slot_of}
-
     def _group_device(self, var: str, device: str) -> str:
         """`device`, or its host if a node that must sit with `var` has no kernel there."""
         if devmod.device_type(device) == "CPU":
             return device
-        members = [var] + self.g.colocation_users(var) + [
-            u for u in self.g.users(var) if opdefs.takes_state_from(self.g.node(u), var)
-        ]
+        members = (
+            [var]
+            + self.g.colocation_users(var)
+            + [u for u in self.g.users(var) if opdefs.takes_state_from(self.g.node(u), var)]
+        )
         for m in members:
             if not opdefs.has_kernel(self.g.node(m), devmod.device_type(device)):
                 return devmod.host_of(device)
@@ -272,24 +272,40 @@ class _Replicator:
 
     def _batch_check(self, name: str, base: str, host: str) -> str:
         rw, i32 = self.rw, types_pb2.DT_INT32
-        shape = rw.add(f"{base}/check/shape", "Shape", [name], {"T": type_attr(self.batched[name].dtype),
-                                                                 "out_type": type_attr(i32)}, host)
+        shape = rw.add(
+            f"{base}/check/shape",
+            "Shape",
+            [name],
+            {"T": type_attr(self.batched[name].dtype), "out_type": type_attr(i32)},
+            host,
+        )
         begin = rw.const(f"{base}/check/begin", [0], i32, host)
         end = rw.const(f"{base}/check/end", [1], i32, host)
         batch = rw.add(
             f"{base}/check/batch",
             "StridedSlice",
             [shape.name, begin.name, end.name, end.name],
-            {"T": type_attr(i32), "Index": type_attr(i32), "shrink_axis_mask": int_attr(1),
-             "begin_mask": int_attr(0), "end_mask": int_attr(0), "ellipsis_mask": int_attr(0),
-             "new_axis_mask": int_attr(0)},
+            {
+                "T": type_attr(i32),
+                "Index": type_attr(i32),
+                "shrink_axis_mask": int_attr(1),
+                "begin_mask": int_attr(0),
+                "end_mask": int_attr(0),
+                "ellipsis_mask": int_attr(0),
+                "new_axis_mask": int_attr(0),
+            },
             host,
         )
         towers = rw.const(f"{base}/check/towers", self.k, i32, host)
         mod = rw.add(f"{base}/check/mod", "FloorMod", [batch.name, towers.name], {"T": type_attr(i32)}, host)
         zero = rw.const(f"{base}/check/zero", 0, i32, host)
-        ok = rw.add(f"{base}/check/divisible", "Equal", [mod.name, zero.name],
-                    {"T": type_attr(i32), "incompatible_shape_error": bool_attr(True)}, host)
+        ok = rw.add(
+            f"{base}/check/divisible",
+            "Equal",
+            [mod.name, zero.name],
+            {"T": type_attr(i32), "incompatible_shape_error": bool_attr(True)},
+            host,
+        )
         msg = rw.const(
             f"{base}/check/message",
             f"graphpass: the batch fed to '{name}' is the global batch and must divide evenly across "
@@ -298,8 +314,11 @@ class _Replicator:
             host,
         )
         assert_op = rw.add(
-            f"{base}/check/assert", "Assert", [ok.name, msg.name, batch.name],
-            {"T": type_list_attr([types_pb2.DT_STRING, i32]), "summarize": int_attr(3)}, host,
+            f"{base}/check/assert",
+            "Assert",
+            [ok.name, msg.name, batch.name],
+            {"T": type_list_attr([types_pb2.DT_STRING, i32]), "summarize": int_attr(3)},
+            host,
         )
         return assert_op.name
 
@@ -351,9 +370,13 @@ class _Replicator:
                 outs = []
                 for i in range(self.k):
                     name = self.rw.unique_name(names.tower_name(i, f"reduced_grads/{var}"))
-                    self.rw.add(name, "Identity", [names.tensor(names.tower_name(i, producer.name),
-                                                                names.parse(t).index)],
-                                {"T": type_attr(dtype)}, self.devices[i])
+                    self.rw.add(
+                        name,
+                        "Identity",
+                        [names.tensor(names.tower_name(i, producer.name), names.parse(t).index)],
+                        {"T": type_attr(dtype)},
+                        self.devices[i],
+                    )
                     outs.append(name)
             else:
                 name = self.rw.unique_name(f"reduced_grads/{var}")
@@ -398,7 +421,9 @@ class _Replicator:
 
     def _rewire_one(self, n: str, user: str, copies: list[str]) -> None:
         unode = self.g.node(user)
-        writes = {names.node_of(unode.input[p]) for p in opdefs.written_inputs(unode.op) if p < len(unode.input)}
+        writes = {
+            names.node_of(unode.input[p]) for p in opdefs.written_inputs(unode.op) if p < len(unode.input)
+        }
         new_inputs = []
         changed = False
         for ref in unode.input:
@@ -455,16 +480,29 @@ class _Replicator:
             rw.add(name, "Identity", [copies[0]], {"T": type_attr(dtype)}, device)
         elif kind == "concat":
             axis = rw.const(rw.unique_name(f"{name}/axis"), 0, types_pb2.DT_INT32, device)
-            rw.add(name, "ConcatV2", copies + [axis.name],
-                   {"T": type_attr(dtype), "N": int_attr(self.k), "Tidx": type_attr(types_pb2.DT_INT32)},
-                   device)
+            rw.add(
+                name,
+                "ConcatV2",
+                copies + [axis.name],
+                {"T": type_attr(dtype), "N": int_attr(self.k), "Tidx": type_attr(types_pb2.DT_INT32)},
+                device,
+            )
         else:
-            stacked = rw.add(rw.unique_name(f"{name}/towers"), "Pack", copies,
-                             {"T": type_attr(dtype), "N": int_attr(self.k), "axis": int_attr(0)}, device)
+            stacked = rw.add(
+                rw.unique_name(f"{name}/towers"),
+                "Pack",
+                copies,
+                {"T": type_attr(dtype), "N": int_attr(self.k), "axis": int_attr(0)},
+                device,
+            )
             axis = rw.const(rw.unique_name(f"{name}/axis"), 0, types_pb2.DT_INT32, device)
-            rw.add(name, "Mean" if kind == "mean" else "Sum", [stacked.name, axis.name],
-                   {"T": type_attr(dtype), "Tidx": type_attr(types_pb2.DT_INT32), "keep_dims": bool_attr(False)},
-                   device)
+            rw.add(
+                name,
+                "Mean" if kind == "mean" else "Sum",
+                [stacked.name, axis.name],
+                {"T": type_attr(dtype), "Tidx": type_attr(types_pb2.DT_INT32), "keep_dims": bool_attr(False)},
+                device,
+            )
         return name
 
     def _merge_kind(self, t: str, dtype: int) -> str:
@@ -497,8 +535,11 @@ class _Replicator:
             if targets and targets[0] in self.g and self.g.node(targets[0]).device:
                 node.device = self.g.node(targets[0]).device
             elif not node.device:
-                var_inputs = [names.node_of(r) for r in node.input
-                              if not r.startswith("^") and names.node_of(r) in self.variables]
+                var_inputs = [
+                    names.node_of(r)
+                    for r in node.input
+                    if not r.startswith("^") and names.node_of(r) in self.variables
+                ]
                 if var_inputs and self.g.node(var_inputs[0]).device:
                     node.device = self.g.node(var_inputs[0]).device
                 else:
