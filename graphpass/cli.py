@@ -134,7 +134,7 @@ def _cmd_rules(args) -> int:
     for name in preset_names():
         print(f"  {name:<24} {preset_description(name)}")
     print("\npasses (in a rules file: passes: [- NAME: {OPTION: VALUE}]):")
-    for name, cls in sorted(REGISTRY.items()):
+    for name, cls in REGISTRY.items():
         print(f"  {name:<24} {cls.summary}")
         for opt in cls.options():
             print(f"    {opt.name}: {opt.type_name()} = {opt.default!r}")

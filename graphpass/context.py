@@ -55,6 +55,7 @@ class RewriteContext:
     pending: list[Reduction] = field(default_factory=list)
     reduced: list[tuple[Reduction, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    placement: object | None = None
 
     @property
     def num_towers(self) -> int:

@@ -208,8 +208,12 @@ def _check_type(source: str, pass_name: str, opt, node):
         return value
     t = opt.type
     args = [a for a in typing.get_args(t) if a is not type(None)]
-    if args:
+    if args and typing.get_origin(t) is not list:
         t = args[0]
+    if typing.get_origin(t) is list:
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value) or not value:
+            raise ConfigError(f"{where} is {value!r}; expected a non-empty list of strings")
+        return value
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),

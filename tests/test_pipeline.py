@@ -9,7 +9,16 @@ from graphpass.pipeline import Pipeline, preset_names
 
 
 def test_presets_load():
-    assert {"replicated-nccl", "replicated-collective", "replicated-naive", "ps-naive"} <= set(preset_names())
+    assert set(preset_names()) == {
+        "replicated-nccl",
+        "replicated-collective",
+        "replicated-hierarchical",
+        "replicated-ring",
+        "replicated-naive",
+        "ps-naive",
+        "ps-least-loaded",
+        "ps-balanced",
+    }
     for name in preset_names():
         p = Pipeline.load(name)
         assert p.passes[0].name == "replicate"
@@ -29,7 +38,7 @@ def test_file_and_bare_pass_names(tmp_path):
         ("passes: [replicate, allreduce", "r.yaml:1: malformed YAML"),
         (
             "passes:\n  - replicate\n  - shuffle\n",
-            "r.yaml:3: unknown pass 'shuffle'; valid passes: allreduce, replicate",
+            "r.yaml:3: unknown pass 'shuffle'; valid passes: allreduce, pack-gradients, place-variables, replicate",
         ),
         (
             "passes:\n  - replicate\n  - allreduce: {algo: nccl}\n",
@@ -66,5 +75,7 @@ def test_unsafe_yaml_tags_are_refused(tmp_path):
 
 
 def test_unknown_preset_lists_presets():
-    with pytest.raises(ConfigError, match="unknown rules 'x'; presets: ps-naive"):
+    with pytest.raises(
+        ConfigError, match="unknown rules 'x'; presets: ps-balanced, ps-least-loaded, ps-naive"
+    ):
         Pipeline.load("x")

@@ -100,6 +100,36 @@ def mlp_clip():
     return {"x": ([None, 10], "float32", None), "y": ([None], "int64", 6)}, train, loss
 
 
+def mlp_wide():
+    """Layers of known, uneven sizes (SGD, no slots): the placement tests' model.
+
+    float32 bytes in graph order: 4096, 256, 8192, 128, 8192, 256, 2048, 32.
+    """
+    tf1.disable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 16], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    h = _dense(x, 64, "l1", tf.nn.relu)
+    h = _dense(h, 32, "l2", tf.nn.relu)
+    h = _dense(h, 64, "l3", tf.nn.relu)
+    loss = _xent(_dense(h, 8, "l4"), y)
+    train = tf1.train.GradientDescentOptimizer(0.1).minimize(loss, name="train")
+    return {"x": ([None, 16], "float32", None), "y": ([None], "int64", 8)}, train, loss
+
+
+def mixed_dtypes():
+    """float32 and float64 weights, and one variable of unknown shape (pack-gradients' edge cases)."""
+    tf1.disable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 8], name="x")
+    t = tf1.placeholder(tf.float32, [None, 4], name="t")
+    w32 = tf1.get_variable("w32", [8, 4], initializer=tf1.glorot_uniform_initializer())
+    w64 = tf1.get_variable("w64", [8, 4], tf.float64, initializer=tf1.glorot_uniform_initializer())
+    free = tf1.Variable(tf.zeros([4]), validate_shape=False, name="free")
+    y = tf.matmul(x, w32) + tf.cast(tf.matmul(tf.cast(x, tf.float64), w64), tf.float32) + free
+    loss = tf.reduce_mean(tf.square(y - t), name="loss")
+    train = tf1.train.GradientDescentOptimizer(0.1).minimize(loss, name="train")
+    return {"x": ([None, 8], "float32", None), "t": ([None, 4], "float32", None)}, train, loss
+
+
 def inference_mlp():
     """A forward pass only: no loss, no optimizer (graphpass must refuse it)."""
     x = tf1.placeholder(tf.float32, [None, 16], name="x")
@@ -110,6 +140,8 @@ def inference_mlp():
 
 MODELS = {
     "mlp_sgd": mlp_sgd,
+    "mlp_wide": mlp_wide,
+    "mixed_dtypes": mixed_dtypes,
     "inference_mlp": inference_mlp,
     "conv_momentum": conv_momentum,
     "mlp_adam": mlp_adam,

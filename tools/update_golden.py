@@ -18,12 +18,17 @@ GOLDEN = ROOT / "tests" / "golden"
 FIXTURES = ROOT / "tests" / "fixtures"
 
 # (preset, fixture, towers, device type): the shipped presets on the small MLP, as users run them.
-CASES = [
-    ("replicated-nccl", "mlp_sgd", 2, "GPU"),
-    ("replicated-collective", "mlp_sgd", 2, "GPU"),
-    ("replicated-naive", "mlp_sgd", 2, "GPU"),
-    ("ps-naive", "mlp_sgd", 2, "GPU"),
+PRESETS = [
+    "replicated-nccl",
+    "replicated-collective",
+    "replicated-hierarchical",
+    "replicated-ring",
+    "replicated-naive",
+    "ps-naive",
+    "ps-least-loaded",
+    "ps-balanced",
 ]
+CASES = [(preset, "mlp_sgd", 2, "GPU") for preset in PRESETS]
 
 
 def golden_path(preset: str, model: str, towers: int, device_type: str) -> Path:

@@ -43,6 +43,88 @@ class Builder:
             tower, leaf, "AddN", inputs, {"T": type_attr(self.red.dtype), "N": int_attr(len(inputs))}, device
         )
 
+    def const(self, tower: int | None, leaf: str, value, dtype: int, device: str) -> str:
+        return self.rw.const(self.name(tower, leaf), value, dtype, device).name
+
+    def identity(self, tower: int | None, tensor: str, device: str, leaf: str = "copy") -> str:
+        return self.add(tower, leaf, "Identity", [tensor], {"T": type_attr(self.red.dtype)}, device)
+
+    def add2(self, tower: int | None, a: str, b: str, device: str, leaf: str = "add") -> str:
+        return self.add(tower, leaf, "AddV2", [a, b], {"T": type_attr(self.red.dtype)}, device)
+
+    def num_elements(self) -> int:
+        n = self.red.num_elements
+        if n is None:
+            raise ConfigError(
+                f"the gradient of '{self.red.key}' has no static shape, and this algorithm cuts "
+                "gradients into fixed chunks: use collective, hierarchical or naive for this graph"
+            )
+        return n
+
+    def flatten(self, tower: int, device: str) -> str:
+        shape = self.const(tower, "flat_shape", [-1], types_pb2.DT_INT32, device)
+        return self.add(
+            tower,
+            "flat",
+            "Reshape",
+            [self.red.inputs[tower], shape],
+            {"T": type_attr(self.red.dtype), "Tshape": type_attr(types_pb2.DT_INT32)},
+            device,
+        )
+
+    def unflatten(self, tower: int | None, tensor: str, device: str) -> str:
+        shape = self.const(tower, "shape", list(self.red.shape or []), types_pb2.DT_INT32, device)
+        return self.add(
+            tower,
+            "unflat",
+            "Reshape",
+            [tensor, shape],
+            {"T": type_attr(self.red.dtype), "Tshape": type_attr(types_pb2.DT_INT32)},
+            device,
+        )
+
+    def split(self, tower: int | None, tensor: str, sizes: list[int], device: str) -> list[str]:
+        """`tensor` (1-D) cut into pieces of `sizes` (SplitV)."""
+        if len(sizes) == 1:
+            return [tensor]
+        sizes_c = self.const(tower, "chunk_sizes", sizes, types_pb2.DT_INT32, device)
+        axis = self.const(tower, "axis", 0, types_pb2.DT_INT32, device)
+        node = self.add(
+            tower,
+            "chunks",
+            "SplitV",
+            [tensor, sizes_c, axis],
+            {
+                "T": type_attr(self.red.dtype),
+                "Tlen": type_attr(types_pb2.DT_INT32),
+                "num_split": int_attr(len(sizes)),
+            },
+            device,
+        )
+        return [names.tensor(node, j) for j in range(len(sizes))]
+
+    def concat(self, tower: int | None, tensors: list[str], device: str) -> str:
+        if len(tensors) == 1:
+            return tensors[0]
+        axis = self.const(tower, "concat_axis", 0, types_pb2.DT_INT32, device)
+        return self.add(
+            tower,
+            "gathered",
+            "ConcatV2",
+            list(tensors) + [axis],
+            {
+                "T": type_attr(self.red.dtype),
+                "N": int_attr(len(tensors)),
+                "Tidx": type_attr(types_pb2.DT_INT32),
+            },
+            device,
+        )
+
+    def finish(self, tower: int, tensor: str) -> str:
+        """The reduced (flat) tensor back in shape, scaled, on `tower`'s device."""
+        dev = self.device(tower)
+        return self.scaled(tower, self.unflatten(tower, tensor, dev), dev)
+
     def scaled(self, tower: int | None, tensor: str, device: str) -> str:
         """`tensor` times 1/K when averaging, else `tensor` itself."""
         if not self.average:
@@ -72,3 +154,9 @@ class Algorithm:
     def build(self, b: Builder) -> list[str]:  # pragma: no cover - abstract
         """Emit the reduction; return one tensor per output of `b.red`."""
         raise NotImplementedError
+
+
+def chunk_sizes(n: int, k: int) -> list[int]:
+    """`n` elements in `k` chunks, the first n % k one larger (some may be empty when n < k)."""
+    base, extra = divmod(n, k)
+    return [base + (1 if c < extra else 0) for c in range(k)]

@@ -19,7 +19,9 @@ class AllReduce(Pass):
     name = "allreduce"
     summary = "sum or average every gradient across the towers before the optimizer uses it"
 
-    algorithm: Literal["nccl", "collective", "naive"] = option("nccl", "how gradients are reduced")
+    algorithm: Literal[
+        "nccl", "collective", "hierarchical", "naive", "colocate", "ring", "halving-doubling"
+    ] = option("nccl", "how gradients are reduced (see README: All-reduce algorithms)")
     average: bool = option(True, "divide the sum by the number of towers (for mean losses)")
     communication_hint: Literal["auto", "ring", "nccl"] = option(
         "auto", "collective only: the implementation TensorFlow should pick"
@@ -38,7 +40,7 @@ class AllReduce(Pass):
         if algo.all_reduce and any(not r.all_reduce for r in ctx.pending):
             raise ConfigError(
                 f"'{self.algorithm}' gives every tower a copy, but mode parameter_server aggregates "
-                "once: use algorithm naive"
+                "once: use algorithm colocate or naive"
             )
         algo.check(ctx)
         algo.prepare(ctx)

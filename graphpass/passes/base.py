@@ -61,7 +61,10 @@ class Option:
         if self.choices:
             return " | ".join(str(c) for c in self.choices)
         t = _strip_optional(self.type)
-        name = getattr(t, "__name__", str(t))
+        if typing.get_origin(t) is list:
+            name = "list of " + getattr(typing.get_args(t)[0], "__name__", "str")
+        else:
+            name = getattr(t, "__name__", str(t))
         return f"{name} (optional)" if self.optional else name
 
 

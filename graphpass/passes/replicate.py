@@ -19,7 +19,7 @@ from typing import Literal
 from tensorflow.core.framework import types_pb2
 
 from .. import devices as devmod
-from .. import gradients, opdefs
+from .. import gradients, opdefs, placement
 from ..context import Reduction, RewriteContext
 from ..errors import ConfigError, InvalidGraphError
 from ..ir import names
@@ -148,18 +148,7 @@ class _Replicator:
             self.ctx.variable_devices[v] = dev
 
     def _group_device(self, var: str, device: str) -> str:
-        """`device`, or its host if a node that must sit with `var` has no kernel there."""
-        if devmod.device_type(device) == "CPU":
-            return device
-        members = (
-            [var]
-            + self.g.colocation_users(var)
-            + [u for u in self.g.users(var) if opdefs.takes_state_from(self.g.node(u), var)]
-        )
-        for m in members:
-            if not opdefs.has_kernel(self.g.node(m), devmod.device_type(device)):
-                return devmod.host_of(device)
-        return device
+        return placement.group_device(self.g, placement.members(self.g, var), device)
 
     def _tower_device(self, n: str, i: int) -> str:
         node = self.g.node(n)
@@ -381,7 +370,9 @@ class _Replicator:
             else:
                 name = self.rw.unique_name(f"reduced_grads/{var}")
                 first = names.tensor(names.tower_name(0, producer.name), names.parse(t).index)
-                self.rw.add(name, "Identity", [first], {"T": type_attr(dtype)}, self._var_device(var, 0))
+                self.rw.add(
+                    name, "Identity", [first], {"T": type_attr(dtype)}, self._var_device(var, 0), [var]
+                )
                 outs = [name]
             self.sinks[t] = outs
 
@@ -526,25 +517,6 @@ class _Replicator:
                 raise InvalidGraphError(f"node '{n}' is still read outside the towers after replication")
 
     # -- colocation ------------------------------------------------------------------------
-    def _settle_devices(self) -> None:
-        """Nodes colocated with another take its device; unplaced global nodes go to the first
-        tower's device (or its host when the op has no kernel there)."""
-        first = self.devices[0]
-        for node in self.g.nodes():
-            targets = names.colocation_targets(node)
-            if targets and targets[0] in self.g and self.g.node(targets[0]).device:
-                node.device = self.g.node(targets[0]).device
-            elif not node.device:
-                var_inputs = [
-                    names.node_of(r)
-                    for r in node.input
-                    if not r.startswith("^") and names.node_of(r) in self.variables
-                ]
-                if var_inputs and self.g.node(var_inputs[0]).device:
-                    node.device = self.g.node(var_inputs[0]).device
-                else:
-                    node.device = devmod.for_node(node, first)
-
     # -- driver ----------------------------------------------------------------------------
     def run(self) -> None:
         self._regions()
@@ -560,4 +532,4 @@ class _Replicator:
         self._rewire_global_users()
         self._merge_outputs()
         self._drop_originals()
-        self._settle_devices()
+        placement.settle(self.g, self.rw, self.devices[0])
