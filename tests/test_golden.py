@@ -17,6 +17,12 @@ update_golden = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(update_golden)
 
 
+def test_every_preset_has_a_golden_case():
+    from graphpass.pipeline import preset_names
+
+    assert sorted(update_golden.PRESETS) == preset_names()
+
+
 @pytest.mark.parametrize("case", update_golden.CASES, ids=lambda c: f"{c[0]}-{c[1]}-k{c[2]}")
 def test_rewrite_matches_golden(case):
     path = update_golden.golden_path(*case)

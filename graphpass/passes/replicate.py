@@ -401,49 +401,35 @@ class _Replicator:
         raw_sink = {names.node_of(t): sinks[0] for t, sinks in self.sinks.items()}
         for n in self.order:
             copies = [names.tower_name(i, n) for i in range(self.k)]
-            for user in self.g.users(n):
-                if user not in region and user in self.original:
-                    self._rewire_one(n, user, copies)
+            users = [u for u in self.g.users(n) if u not in region and u in self.original]
+            if users:
+                per_tower = n in self.dep or n in self.update
+                self.rw.redirect_users(
+                    n,
+                    lambda user, k, n=n, copies=copies: self._global_input(n, k, user, copies),
+                    lambda user, n=n, copies=copies, per_tower=per_tower: copies if per_tower else [n],
+                    only=users,
+                )
             for user in self.g.colocation_users(n):
                 if user not in region and user in self.original:
                     targets = names.colocation_targets(self.g.node(user))
                     new = [raw_sink.get(t, copies[0]) if t == n else t for t in targets]
                     self.rw.set_colocation(user, new)
 
-    def _rewire_one(self, n: str, user: str, copies: list[str]) -> None:
+    def _global_input(self, n: str, k: int, user: str, copies: list[str]) -> str:
+        """What global node `user` reads instead of output `k` of region node `n`."""
+        t = names.tensor(n, k)
+        if t in self.sinks:
+            return self.sinks[t][0]
         unode = self.g.node(user)
-        writes = {
-            names.node_of(unode.input[p]) for p in opdefs.written_inputs(unode.op) if p < len(unode.input)
-        }
-        new_inputs = []
-        changed = False
-        for ref in unode.input:
-            r = names.parse(ref)
-            if r.node != n:
-                new_inputs.append(ref)
-                continue
-            if r.control:
-                if n in self.dep or n in self.update:
-                    new_inputs.extend(names.control(c) for c in copies)
-                    changed = True
-                else:
-                    new_inputs.append(ref)
-                continue
-            t = names.tensor(n, r.index)
-            if t in self.sinks:
-                new_inputs.append(self.sinks[t][0])
-                changed = True
-            elif n in self.data_dep and not writes and n not in self.update:
-                self.merge_needed.setdefault(n, set()).add(r.index)
-                new_inputs.append(ref)
-            elif n in self.dep or n in self.update:
-                # identical in every tower (or a write that takes tower 0's value): tower 0's copy
-                new_inputs.append(names.tensor(copies[0], r.index))
-                changed = True
-            else:
-                new_inputs.append(ref)
-        if changed:
-            self.rw.set_inputs(user, new_inputs)
+        writes = any(p < len(unode.input) for p in opdefs.written_inputs(unode.op))
+        if n in self.data_dep and not writes and n not in self.update:
+            self.merge_needed.setdefault(n, set()).add(k)
+            return t
+        if n in self.dep or n in self.update:
+            # identical in every tower (or a write that takes tower 0's value): tower 0's copy
+            return names.tensor(copies[0], k)
+        return t
 
     def _merge_outputs(self) -> None:
         """Replace each tower node still read globally by a node of the same name that merges
