@@ -46,18 +46,6 @@ class Variable:
 
 
 @dataclass
-class ApplyOp:
-    name: str
-    op: str
-    var: str
-    state: list[str]
-    grad_input: int
-    sparse: bool
-    raw_grad: str
-    post: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Input:
     name: str
     op: str
@@ -81,7 +69,8 @@ class TrainingGraph:
 
     inputs: list[Input]
     variables: dict[str, Variable]
-    applies: list[ApplyOp]
+    updates: list[gradients.Update]
+    gradients: list[gradients.Gradient]
     gradient_scopes: list[str]
     global_step: str | None
     train_ops: list[str]
@@ -101,12 +90,8 @@ class TrainingGraph:
         """Trainable variables and their slots: what replicated mode copies per tower."""
         return [v.name for v in self.variables.values() if v.trainable or v.slot_of]
 
-    def raw_gradients(self) -> dict[str, list[ApplyOp]]:
-        """Raw gradient tensor -> the apply ops that consume it, in graph order."""
-        out: dict[str, list[ApplyOp]] = {}
-        for a in self.applies:
-            out.setdefault(a.raw_grad, []).append(a)
-        return out
+    def gradient(self, tensor: str) -> gradients.Gradient | None:
+        return next((g for g in self.gradients if g.tensor == tensor), None)
 
 
 def _shape_of(node) -> list[int] | None:
@@ -114,18 +99,6 @@ def _shape_of(node) -> list[int] | None:
     if attr is None or attr.shape.unknown_rank:
         return None
     return [d.size for d in attr.shape.dim]
-
-
-def _resolve_variable(graph: Graph, ref: str, variables: dict[str, Variable]) -> str | None:
-    node = names.node_of(ref)
-    for _ in range(64):
-        if node in variables:
-            return node
-        n = graph.node(node)
-        if n.op not in PASS_THROUGH_OPS or not n.input:
-            return None
-        node = names.node_of(n.input[0])
-    return None
 
 
 def analyze(graph: Graph) -> TrainingGraph:
@@ -146,88 +119,74 @@ def analyze(graph: Graph) -> TrainingGraph:
     if not variables:
         raise InvalidGraphError("the graph has no variables, so there is nothing to train")
 
-    raw_applies: list[tuple[str, opdefs.ApplySignature, str, list[str]]] = []
-    for node in graph.nodes():
-        sig = opdefs.apply_signature(node.op)
-        if sig is None:
-            continue
-        var = _resolve_variable(graph, node.input[sig.var], variables)
-        if var is None:
-            raise InvalidGraphError(
-                f"apply op '{node.name}' ({node.op}) updates '{node.input[sig.var]}', which is not a variable"
-            )
-        state = []
-        for i in sig.state:
-            s = _resolve_variable(graph, node.input[i], variables)
-            if s is None:
-                raise InvalidGraphError(
-                    f"apply op '{node.name}' takes optimizer state '{node.input[i]}', which is not a variable"
-                )
-            state.append(s)
-        if sig.sparse:
-            raise InvalidGraphError(
-                f"apply op '{node.name}' ({node.op}) takes a sparse gradient for '{var}'; "
-                "sparse gradients are not supported yet"
-            )
-        raw_applies.append((node.name, sig, var, state))
-    if not raw_applies:
-        raise InvalidGraphError(
-            "the graph has no optimizer apply ops (Apply*/ResourceApply*): it looks like an "
-            "inference graph; graphpass rewrites training graphs"
-        )
-
     scopes = gradients.gradient_scopes(graph)
     backward = gradients.backward_nodes(graph, scopes)
-    grad_inputs = {name: graph.node(name).input[sig.grad] for name, sig, _, _ in raw_applies}
-    cuts = gradients.find_raw_gradients(graph, grad_inputs, backward)
-
-    applies = []
-    for name, sig, var, state in raw_applies:
-        variables[var].trainable = True
-        for s in state:
-            variables[s].slot_of = variables[s].slot_of or var
-        cut = cuts[name]
-        applies.append(
-            ApplyOp(name, graph.node(name).op, var, state, sig.grad, sig.sparse, cut.raw, cut.post)
+    updates = gradients.find_updates(graph, variables, backward)
+    if not updates:
+        raise InvalidGraphError(
+            "the graph has no optimizer updates (Apply* ops, or variables written from gradients): "
+            "it looks like an inference graph; graphpass rewrites training graphs"
         )
-    for v in variables.values():
-        if v.trainable and v.slot_of:
-            raise InvalidGraphError(f"variable '{v.name}' is both trained and used as optimizer state")
+    grads = gradients.find_gradients(graph, updates, backward)
+    _classify(graph, variables, updates)
+    for g in grads:  # name each gradient after the trained variable, not a slot it also feeds
+        owners = [variables[u.var].slot_of or u.var for u in updates if u.name in g.updates]
+        g.variable = next((v for v in owners if variables[v].trainable), g.variable)
 
-    raw_nodes = {names.node_of(a.raw_grad) for a in applies}
+    raw_nodes = {names.node_of(g.tensor) for g in grads}
     tower_side = graph.ancestors(raw_nodes, stop=lambda n: n in variables)
     inputs = [
         Input(n, graph.node(n).op, graph.node(n).attr["dtype"].type, _shape_of(graph.node(n)))
         for n in graph.names()
         if n in tower_side and graph.node(n).op in INPUT_OPS
     ]
-    apply_names = [a.name for a in applies]
-    after_update = graph.descendants(apply_names)
+    update_names = [u.name for u in updates]
+    after_update = graph.descendants(update_names)
     step, increment = _global_step(graph, variables, after_update)
-    _describe_variables(graph, variables, applies, after_update, step)
+    _describe_variables(graph, variables, updates, after_update, step)
     return TrainingGraph(
         inputs=inputs,
         variables=variables,
-        applies=applies,
+        updates=updates,
+        gradients=grads,
         gradient_scopes=scopes,
         global_step=step,
-        train_ops=_sinks(graph, after_update, apply_names),
+        train_ops=_sinks(graph, after_update, update_names),
         init_ops=_init_ops(graph, variables, after_update),
         global_step_increment=increment,
     )
 
 
-def _describe_variables(graph, variables, applies, after_update, step) -> None:
+def _classify(graph: Graph, variables: dict[str, Variable], updates) -> None:
+    """Trainable variables and slots: an apply op says which is which; for other updates a
+    variable colocated with another (TensorFlow creates slots that way) is that one's slot."""
+    for u in updates:
+        for s in u.state:
+            variables[s].slot_of = variables[s].slot_of or u.var
+    for u in updates:
+        v = variables[u.var]
+        if v.slot_of:
+            continue
+        owner = next(
+            (t for t in names.colocation_targets(graph.node(v.name)) if t in variables and t != v.name), None
+        )
+        if owner is not None:
+            v.slot_of = owner
+        else:
+            v.trainable = True
+    for v in variables.values():
+        if v.trainable and v.slot_of:
+            raise InvalidGraphError(f"variable '{v.name}' is both trained and used as optimizer state")
+
+
+def _describe_variables(graph, variables, updates, after_update, step) -> None:
     """Role, initializer and readers of every variable.
 
     Roles: trainable (updated by an apply op), slot (optimizer state an apply op updates),
     optimizer (read by apply ops, written after them: Adam's beta powers), step, other.
     """
-    read_by_applies: set[str] = set()
-    for a in applies:
-        for n in graph.ancestors([a.name], stop=lambda n: n in variables):
-            if n in variables:
-                read_by_applies.add(n)
+    upstream = graph.ancestors([u.name for u in updates], stop=lambda n: n in variables)
+    read_by_applies = {n for n in upstream if n in variables}
     for v in variables.values():
         if v.trainable:
             v.role = "trainable"

@@ -16,15 +16,17 @@ class Reduction:
 
     `outputs` are Identity nodes that consumers already read: one per tower for an all-reduce,
     a single one for parameter-server aggregation. A pass that builds the reduction points
-    each output at its result.
+    each output at its result. Sparse gradients are two reductions, values and indices, whose
+    results are the towers' tensors concatenated (values scaled by 1/K when averaging).
     """
 
     key: str
     inputs: list[str]
     outputs: list[str]
     dtype: int
-    shape: list[int] | None
+    shape: list[int | None] | None
     variables: list[str]
+    kind: str = "dense"  # dense (summed), or a sparse gradient's values / indices (gathered)
 
     @property
     def all_reduce(self) -> bool:

@@ -17,11 +17,12 @@ def test_mlp_sgd(load_fixture):
     a = _analyze(load_fixture("mlp_sgd"))
     assert [i.name for i in a.batched_inputs] == ["x", "y"]
     assert sorted(a.trainable) == ["hidden/bias", "hidden/kernel", "logits/bias", "logits/kernel"]
-    assert all(ap.op == "ApplyGradientDescent" for ap in a.applies)
+    assert all(u.op == "ApplyGradientDescent" for u in a.updates)
     assert a.global_step is None and a.train_ops == ["train"] and a.init_ops == ["init"]
     assert a.gradient_scopes == ["gradients"]
-    raw = {ap.var: ap.raw_grad for ap in a.applies}
+    raw = {g.variable: g.tensor for g in a.gradients}
     assert raw["hidden/kernel"] == "gradients/hidden/MatMul_grad/tuple/control_dependency_1"
+    assert {g.kind for g in a.gradients} == {"dense"}
 
 
 def test_resource_momentum_slots_and_step(load_fixture):
@@ -44,13 +45,15 @@ def test_adam_beta_powers_are_shared_state(load_fixture):
 
 def test_raw_gradients_are_cut_before_clipping(load_fixture):
     a = _analyze(load_fixture("mlp_clip"))
-    for ap in a.applies:
-        assert ap.raw_grad.startswith("gradients/"), ap.raw_grad
-        assert any("clip_by_global_norm" in n for n in ap.post)
+    assert len(a.gradients) == 4
+    for g in a.gradients:
+        assert g.tensor.startswith("gradients/"), g.tensor
+    for u in a.updates:
+        assert len(u.grads) == 1 and any("clip_by_global_norm" in n for n in u.post)
 
 
 def test_inference_graph_is_refused(load_fixture):
-    with pytest.raises(InvalidGraphError, match="no optimizer apply ops"):
+    with pytest.raises(InvalidGraphError, match="no optimizer updates"):
         _analyze(load_fixture("inference_mlp"))
 
 

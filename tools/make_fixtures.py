@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf.compat.v1 layers and RNN cells come from tf_keras
 
 import tensorflow as tf  # noqa: E402
 
@@ -130,6 +131,167 @@ def mixed_dtypes():
     return {"x": ([None, 8], "float32", None), "t": ([None, 4], "float32", None)}, train, loss
 
 
+def lstm_v1():
+    """dynamic_rnn over an LSTM cell with v1 control flow (Enter/Exit/Merge/Switch, stacks)."""
+    tf1.disable_resource_variables()
+    tf1.disable_control_flow_v2()
+    x = tf1.placeholder(tf.float32, [None, 5, 4], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    out, _ = tf1.nn.dynamic_rnn(tf1.nn.rnn_cell.LSTMCell(8), x, dtype=tf.float32)
+    loss = _xent(_dense(out[:, -1], 3, "head"), y)
+    train = tf1.train.AdamOptimizer(0.01).minimize(loss, name="train")
+    return {"x": ([None, 5, 4], "float32", None), "y": ([None], "int64", 3)}, train, loss
+
+
+def lstm_v2():
+    """The same LSTM with functional control flow (While with library functions), resource
+    variables and Momentum."""
+    tf1.enable_resource_variables()
+    tf1.enable_control_flow_v2()
+    x = tf1.placeholder(tf.float32, [None, 5, 4], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    out, _ = tf1.nn.dynamic_rnn(tf1.nn.rnn_cell.LSTMCell(8), x, dtype=tf.float32)
+    loss = _xent(_dense(out[:, -1], 3, "head"), y)
+    step = tf1.train.get_or_create_global_step()
+    train = tf1.train.MomentumOptimizer(0.05, 0.9).minimize(loss, global_step=step, name="train")
+    return {"x": ([None, 5, 4], "float32", None), "y": ([None], "int64", 3)}, train, loss
+
+
+def _embedding_model(optimizer, resource: bool):
+    (tf1.enable_resource_variables if resource else tf1.disable_resource_variables)()
+    ids = tf1.placeholder(tf.int32, [None, 3], name="ids")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    table = tf1.get_variable("embedding", [12, 5], initializer=tf1.random_normal_initializer())
+    bag = tf.reduce_mean(tf.nn.embedding_lookup(table, ids), axis=1)
+    loss = _xent(_dense(bag, 4, "head"), y)
+    train = optimizer.minimize(loss, name="train")
+    return {"ids": ([None, 3], "int32", 12), "y": ([None], "int64", 4)}, train, loss
+
+
+def embedding_sgd():
+    """Sparse gradients on a ref variable: SGD lowers them to ScatterSub."""
+    return _embedding_model(tf1.train.GradientDescentOptimizer(0.5), resource=False)
+
+
+def embedding_adagrad():
+    """Sparse gradients on a resource variable: de-duplicated, then ResourceSparseApplyAdagrad."""
+    return _embedding_model(tf1.train.AdagradOptimizer(0.5), resource=True)
+
+
+def embedding_adam():
+    """Sparse Adam on ref variables: ScatterAdd into the slots, then a dense AssignSub."""
+    return _embedding_model(tf1.train.AdamOptimizer(0.05), resource=False)
+
+
+def batchnorm():
+    """tf.compat.v1 batch normalization: moving statistics updated by UPDATE_OPS before the step."""
+    tf1.enable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 6], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    h = tf1.layers.batch_normalization(x * 3.0 + 1.0, training=True, momentum=0.5, name="bn_in")
+    h = tf1.layers.batch_normalization(_dense(h, 8, "fc", tf.nn.relu), training=True, name="bn_fc")
+    loss = _xent(_dense(h, 3, "head"), y)
+    with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
+        train = tf1.train.MomentumOptimizer(0.05, 0.9).minimize(loss, name="train")
+    return {"x": ([None, 6], "float32", None), "y": ([None], "int64", 3)}, train, loss
+
+
+def saver_mlp():
+    """An MLP with a tf.compat.v1.train.Saver: save/restore ops live in the graph."""
+    tf1.enable_resource_variables()
+    feeds, train, loss = mlp_adam_body()
+    saver = tf1.train.Saver()
+    return (
+        feeds,
+        train,
+        loss,
+        {
+            "saver": {
+                "filename": saver.saver_def.filename_tensor_name,
+                "save": saver.saver_def.save_tensor_name,
+                "restore": saver.saver_def.restore_op_name,
+            }
+        },
+    )
+
+
+def mlp_adam_body():
+    x = tf1.placeholder(tf.float32, [None, 12], name="features")
+    t = tf1.placeholder(tf.float32, [None, 3], name="targets")
+    out = _dense(_dense(x, 24, "layer1", tf.nn.tanh), 3, "layer2")
+    loss = tf.reduce_mean(tf.square(out - t), name="loss")
+    step = tf1.train.get_or_create_global_step()
+    train = tf1.train.AdamOptimizer(0.01).minimize(loss, global_step=step, name="train")
+    return {"features": ([None, 12], "float32", None), "targets": ([None, 3], "float32", None)}, train, loss
+
+
+def two_optimizers():
+    """Two optimizers on two parts of the model in one train op, and a frozen variable.
+
+    Resource variables: with ref variables one optimizer's in-place update races the other's
+    backward reads, and the single-tower graph is not even deterministic.
+    """
+    tf1.enable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 10], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    scale = tf1.get_variable("frozen_scale", [10], initializer=tf1.constant_initializer(0.5), trainable=False)
+    h = _dense(x * scale, 16, "body", tf.nn.relu)
+    loss = _xent(_dense(h, 4, "head"), y)
+    body = tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, "body")
+    head = tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, "head")
+    step = tf1.train.get_or_create_global_step()
+    # One backward pass, two optimizers: two minimize() calls would race (one's update against
+    # the other's backward reads) in the single-tower graph already.
+    grads = tf1.gradients(loss, body + head)
+    train = tf.group(
+        tf1.train.AdamOptimizer(0.01).apply_gradients(zip(grads[:2], body, strict=True), name="adam"),
+        tf1.train.MomentumOptimizer(0.1, 0.9).apply_gradients(
+            zip(grads[2:], head, strict=True), global_step=step, name="mom"
+        ),
+        name="train",
+    )
+    return {"x": ([None, 10], "float32", None), "y": ([None], "int64", 4)}, train, loss
+
+
+def iterator_mlp():
+    """Input from tf.data: each tower's IteratorGetNext draws its own batch."""
+    tf1.disable_resource_variables()
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((64, 8)).astype("float32")
+    labels = rng.integers(0, 3, 64).astype("int64")
+    ds = tf.data.Dataset.from_tensor_slices((features, labels)).repeat().batch(4)
+    x, y = tf1.data.make_one_shot_iterator(ds).get_next(name="batch")
+    loss = _xent(_dense(_dense(x, 16, "fc", tf.nn.relu), 3, "head"), y)
+    train = tf1.train.GradientDescentOptimizer(0.1).minimize(loss, name="train")
+    return {}, train, loss
+
+
+def keras_resnet50(size: int = 32, classes: int = 10):
+    """tf_keras's ResNet50 (weights=None) in graph mode, trained with a TF1 optimizer; its
+    BatchNorm updates are control dependencies of the train op. Too big to commit (7 MB):
+    tests build it with build("keras_resnet50")."""
+    import tf_keras
+
+    tf1.enable_resource_variables()
+    tf_keras.backend.set_learning_phase(1)  # BatchNorm in training mode: batch statistics, updates
+    images = tf1.placeholder(tf.float32, [None, size, size, 3], name="images")
+    labels = tf1.placeholder(tf.int32, [None], name="labels")
+    model = tf_keras.applications.ResNet50(weights=None, input_tensor=images, classes=classes)
+    loss = tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=model.output), name="loss"
+    )
+    step = tf1.train.get_or_create_global_step()
+    with tf.control_dependencies(model.updates):
+        train = tf1.train.MomentumOptimizer(0.01, 0.9).minimize(loss, global_step=step, name="train")
+    return (
+        {"images": ([None, size, size, 3], "float32", None), "labels": ([None], "int32", classes)},
+        train,
+        loss,
+    )
+
+
 def inference_mlp():
     """A forward pass only: no loss, no optimizer (graphpass must refuse it)."""
     x = tf1.placeholder(tf.float32, [None, 16], name="x")
@@ -138,11 +300,21 @@ def inference_mlp():
     return {"x": ([None, 16], "float32", None)}, probs, probs
 
 
+BUILD_ONLY = {"keras_resnet50": keras_resnet50}  # built on demand, not written to tests/fixtures
 MODELS = {
     "mlp_sgd": mlp_sgd,
     "mlp_wide": mlp_wide,
     "mixed_dtypes": mixed_dtypes,
     "inference_mlp": inference_mlp,
+    "lstm_v1": lstm_v1,
+    "lstm_v2": lstm_v2,
+    "embedding_sgd": embedding_sgd,
+    "embedding_adagrad": embedding_adagrad,
+    "embedding_adam": embedding_adam,
+    "batchnorm": batchnorm,
+    "saver_mlp": saver_mlp,
+    "two_optimizers": two_optimizers,
+    "iterator_mlp": iterator_mlp,
     "conv_momentum": conv_momentum,
     "mlp_adam": mlp_adam,
     "mlp_clip": mlp_clip,
@@ -155,7 +327,8 @@ def build(name: str):
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(1234)
-        feeds, train, loss = MODELS[name]()
+        tf1.disable_control_flow_v2()
+        feeds, train, loss, *extra = {**MODELS, **BUILD_ONLY}[name]()
         init = tf1.global_variables_initializer()
     meta = {
         "feeds": {k: {"shape": s, "dtype": d, "classes": c} for k, (s, d, c) in feeds.items()},
@@ -163,6 +336,7 @@ def build(name: str):
         "loss": loss.name,
         "init": init.name,
         "variables": [v.op.name for v in graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)],
+        **(extra[0] if extra else {}),
     }
     return graph.as_graph_def(), meta
 

@@ -8,6 +8,7 @@ from typing import Literal
 from ..algorithms import ALGORITHMS
 from ..algorithms.base import Builder
 from ..algorithms.collective import Collective
+from ..algorithms.gather import build_gather
 from ..context import RewriteContext
 from ..errors import ConfigError
 from ..ir import names
@@ -37,7 +38,7 @@ class AllReduce(Pass):
             raise ConfigError("allreduce: communication_hint applies to algorithm: collective only")
         if not ctx.pending:
             return PassResult(False, "no gradients left to reduce")
-        if algo.all_reduce and any(not r.all_reduce for r in ctx.pending):
+        if algo.all_reduce and any(not r.all_reduce and r.kind == "dense" for r in ctx.pending):
             raise ConfigError(
                 f"'{self.algorithm}' gives every tower a copy, but mode parameter_server aggregates "
                 "once: use algorithm colocate or naive"
@@ -47,14 +48,19 @@ class AllReduce(Pass):
         rw = ctx.rewriter
         start = len(ctx.reduced)
         for ordinal, red in enumerate(ctx.pending, start):
-            results = algo.build(Builder(ctx, red, ordinal, self.average))
+            builder = Builder(ctx, red, ordinal, self.average)
+            results = algo.build(builder) if red.kind == "dense" else build_gather(builder)
             for sink, tensor in zip(red.outputs, results, strict=True):
                 rw.set_inputs(sink, [tensor] + [names.control(c) for c in _controls(ctx, sink)])
             ctx.reduced.append((red, self.algorithm))
-        count = len(ctx.pending)
+        dense = sum(r.kind == "dense" for r in ctx.pending)
+        sparse = sum(r.kind == "values" for r in ctx.pending)
         ctx.pending = []
         verb = "averaged" if self.average else "summed"
-        return PassResult(True, f"{count} gradients {verb} with {self.algorithm}", {"reductions": count})
+        summary = f"{dense} gradients {verb} with {self.algorithm}"
+        if sparse:
+            summary += f", {sparse} sparse gradients gathered"
+        return PassResult(True, summary, {"reductions": dense, "sparse": sparse})
 
 
 def _controls(ctx: RewriteContext, sink: str) -> list[str]:

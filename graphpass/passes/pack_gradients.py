@@ -50,7 +50,7 @@ class PackGradients(Pass):
 
         packable, left = [], []
         for red in ctx.pending:
-            (packable if red.num_elements is not None else left).append(red)
+            (packable if red.kind == "dense" and red.num_elements is not None else left).append(red)
         # One pack group per dtype; with parameter servers also per destination device, so each
         # pack is aggregated where its variables live.
         groups: dict[tuple[int, str], list[Reduction]] = {}

@@ -29,6 +29,9 @@ from .base import Pass, PassResult, option
 FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
 INT_TYPES = (types_pb2.DT_INT32, types_pb2.DT_INT64)
 OUTPUT_SHAPES = "_output_shapes"
+# Names that identify a run-time object and must differ between towers: a v1 while loop's frame
+# (towers sharing a frame name would share one loop), and explicitly named stacks/TensorArrays.
+PER_TOWER_NAME_ATTRS = ("frame_name", "stack_name", "tensor_array_name")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,11 @@ class Replicate(Pass):
     check_batch: bool = option(
         True, "add a run-time check that the global batch divides evenly across the towers"
     )
+    shared_updates: Literal["tower0", "mean"] = option(
+        "tower0",
+        "variables updated from tower data but not trained (BatchNorm moving statistics): from "
+        "tower 0's statistics, or from their mean over the towers",
+    )
 
     def run(self, ctx: RewriteContext) -> PassResult:
         if ctx.mode is not None:
@@ -54,7 +62,7 @@ class Replicate(Pass):
         ps = devmod.canonical(self.ps_device) if self.ps_device else None
         if ps and self.mode != "parameter_server":
             raise ConfigError("replicate: ps_device applies to mode: parameter_server only")
-        _Replicator(ctx, self.mode, ps, self.check_batch).run()
+        _Replicator(ctx, self.mode, ps, self.check_batch, self.shared_updates).run()
         ctx.mode = self.mode
         a = ctx.analysis
         k = ctx.num_towers
@@ -67,7 +75,10 @@ class Replicate(Pass):
 
 
 class _Replicator:
-    def __init__(self, ctx: RewriteContext, mode: str, ps_device: str | None, check_batch: bool):
+    def __init__(
+        self, ctx: RewriteContext, mode: str, ps_device: str | None, check_batch: bool, shared_updates: str
+    ):
+        self.shared_updates = shared_updates
         self.ctx = ctx
         self.g = ctx.graph
         self.rw = ctx.rewriter
@@ -80,27 +91,43 @@ class _Replicator:
         self.variables = self.a.variables
         self.state = set(self.a.replicated_state) if self.replicated else set()
         self.batched = {i.name: i for i in self.a.batched_inputs}
-        self.raw = self.a.raw_gradients()
-        self.raw_nodes = {names.node_of(r) for r in self.raw}
+        self.raw = {g.tensor: g for g in self.a.gradients}
+        self.raw_nodes = {names.node_of(t) for t in self.raw}
         self.shards: dict[str, str] = {}
         self.sinks: dict[str, list[str]] = {}
+        self.tower0_only: set[str] = set()
+        self.tower_means: dict[str, str] = {}
         self.original = set(self.g.names())
         self.merge_needed: dict[str, set[int]] = {}
 
     # -- regions ---------------------------------------------------------------------------
     def _regions(self) -> None:
         g = self.g
-        self.data_dep = g.descendants(self.batched)
-        self.dep = self.data_dep | g.descendants(sorted(self.state))
 
         def excluded(n: str) -> bool:
+            """Shared by all towers: variables, the fed inputs, and persistent resources (stateful
+            ops without inputs: tables, queues, iterators). Every other op is copied per tower."""
+            node = g.node(n)
             return (
                 n in self.variables
                 or n in self.batched
-                or (n not in self.dep and opdefs.is_stateful(g.node(n).op))
+                or (opdefs.is_stateful(node.op) and not any(not r.startswith("^") for r in node.input))
             )
 
-        roots = [ap.name for ap in self.a.applies] if self.replicated else sorted(self.raw_nodes)
+        roots = [u.name for u in self.a.updates] if self.replicated else sorted(self.raw_nodes)
+        # Per-tower sources: the fed batch, and stateful ops that do not read a variable (each
+        # tower's IteratorGetNext draws its own batch; stacks and TensorArrays are per step).
+        upstream = g.ancestors(roots, stop=excluded)
+        sources = list(self.batched) + [
+            n
+            for n in g.names()
+            if n in upstream
+            and not excluded(n)
+            and opdefs.is_stateful(g.node(n).op)
+            and not self._reads_variable(n)
+        ]
+        self.data_dep = g.descendants(sources)
+        self.dep = self.data_dep | g.descendants(sorted(self.state))
         after_cut = g.descendants(self.raw_nodes)
         # Dead ends of the backward pass (gradients w.r.t. inputs, unused shapes) belong to the
         # tower too: left global they would read merged copies for nothing.
@@ -111,12 +138,22 @@ class _Replicator:
         self.update = {n for n in region if n in after_cut and n not in before_cut}
         self.tower = region - self.update
         self.order = g.topo_order(region)
-        for n in self.order:
-            if n in self.dep and n not in self.update and self._writes_shared(n):
-                raise InvalidGraphError(
-                    f"node '{n}' ({g.node(n).op}) on the gradient path writes variable "
-                    f"'{self._writes_shared(n)}'; per-tower copies would update it {self.k} times"
-                )
+        # Gradients that do not depend on the batch (or on replicas) are equal in every tower and
+        # need no reduction; gathering them would even repeat sparse indices K times.
+        self.raw = {
+            t: gr
+            for t, gr in self.raw.items()
+            if names.node_of(t) in self.tower and names.node_of(t) in self.dep
+        }
+        # Writes to variables that are not trained (BatchNorm moving statistics under
+        # control_dependencies(update_ops)) run once, in tower 0; so does what only they need.
+        writes = {n for n in region if self._writes_shared(n)}
+        if writes:
+            rest = g.ancestors(roots, stop=lambda n: excluded(n) or n in writes)
+            self.tower0_only = {n for n in region if n in writes or n not in rest}
+
+    def _reads_variable(self, n: str) -> bool:
+        return any(not r.startswith("^") and names.node_of(r) in self.variables for r in self.g.node(n).input)
 
     def _writes_shared(self, n: str) -> str | None:
         node = self.g.node(n)
@@ -316,12 +353,17 @@ class _Replicator:
         region = set(self.order)
         for i in range(self.k):
             for n in self.order:
+                if i > 0 and n in self.tower0_only:
+                    continue
                 name = names.tower_name(i, n)
                 self._check_free(name)
                 inputs = [self._map_input(ref, n, i, region) for ref in self.g.node(n).input]
                 node = self.rw.clone(self.g.node(n), name, inputs, device=self._tower_device(n, i))
                 if OUTPUT_SHAPES in node.attr:
                     del node.attr[OUTPUT_SHAPES]
+                for key in PER_TOWER_NAME_ATTRS:
+                    if key in node.attr and node.attr[key].s:
+                        node.attr[key].s = names.tower_name(i, node.attr[key].s.decode()).encode()
                 self._remap_colocation(name, i, region)
 
     def _map_input(self, ref: str, consumer: str, i: int, region: set[str]) -> str:
@@ -335,12 +377,32 @@ class _Replicator:
                 self.merge_needed.setdefault(p, set()).add(r.index)
                 return ref  # batch-dependent tower tensor read by the update: the merged value
         if p in region:
+            if p in self.tower0_only:
+                return str(names.Ref(names.tower_name(0, p), r.index, r.control))
+            if (
+                consumer in self.tower0_only
+                and self.shared_updates == "mean"
+                and p in self.data_dep
+                and not r.control
+            ):
+                return self._tower_mean(p, r.index)
             return str(names.Ref(names.tower_name(i, p), r.index, r.control))
         if p in self.shards:
             return names.control(self.shards[p]) if r.control else names.tensor(self.shards[p], i)
         if p in self.state:
             return str(names.Ref(self.ctx.replicas[p][i], r.index, r.control))
         return ref
+
+    def _tower_mean(self, p: str, k: int) -> str:
+        """The element-wise mean of the towers' copies of output `k` of `p` (built once)."""
+        t = names.tensor(p, k)
+        if t not in self.tower_means:
+            dtype = opdefs.output_types(self.g.node(p))[k]
+            name = self.rw.unique_name(f"{p}/tower_mean_{k}")
+            self.tower_means[t] = self._mean_of(
+                name, [names.tensor(names.tower_name(i, p), k) for i in range(self.k)], dtype, "Mean"
+            )
+        return self.tower_means[t]
 
     def _check_free(self, name: str) -> None:
         if name in self.g:
@@ -350,26 +412,25 @@ class _Replicator:
             )
 
     # -- reductions ------------------------------------------------------------------------
+    def _sink_key(self, grad) -> str:
+        return grad.variable if grad.kind == "dense" else f"{grad.variable}/{grad.kind}"
+
     def _make_sinks(self) -> None:
-        for t, applies in self.raw.items():
-            var = applies[0].var
-            producer = self.g.node(names.node_of(t))
-            dtype = opdefs.output_dtype(producer, names.parse(t).index)
+        for t, grad in self.raw.items():
+            producer, index = names.node_of(t), names.parse(t).index
+            dtype = opdefs.output_dtype(self.g.node(producer), index)
+            key = self._sink_key(grad)
             if self.replicated:
                 outs = []
                 for i in range(self.k):
-                    name = self.rw.unique_name(names.tower_name(i, f"reduced_grads/{var}"))
-                    self.rw.add(
-                        name,
-                        "Identity",
-                        [names.tensor(names.tower_name(i, producer.name), names.parse(t).index)],
-                        {"T": type_attr(dtype)},
-                        self.devices[i],
-                    )
+                    name = self.rw.unique_name(names.tower_name(i, f"reduced_grads/{key}"))
+                    copy = names.tensor(names.tower_name(i, producer), index)
+                    self.rw.add(name, "Identity", [copy], {"T": type_attr(dtype)}, self.devices[i])
                     outs.append(name)
             else:
-                name = self.rw.unique_name(f"reduced_grads/{var}")
-                first = names.tensor(names.tower_name(0, producer.name), names.parse(t).index)
+                name = self.rw.unique_name(f"reduced_grads/{key}")
+                first = names.tensor(names.tower_name(0, producer), index)
+                var = grad.variable
                 self.rw.add(
                     name, "Identity", [first], {"T": type_attr(dtype)}, self._var_device(var, 0), [var]
                 )
@@ -377,19 +438,19 @@ class _Replicator:
             self.sinks[t] = outs
 
     def _register_reductions(self) -> None:
-        for t, applies in self.raw.items():
+        for t, grad in self.raw.items():
             producer, index = names.node_of(t), names.parse(t).index
-            inputs = [names.tensor(names.tower_name(i, producer), index) for i in range(self.k)]
-            sinks = self.sinks[t]
-            var = self.variables[applies[0].var]
+            var = self.variables[grad.variable]
+            shape = var.shape if grad.kind == "dense" and var.num_elements is not None else None
             self.ctx.pending.append(
                 Reduction(
-                    key=var.name,
-                    inputs=inputs,
-                    outputs=sinks,
-                    dtype=opdefs.output_dtype(self.g.node(sinks[0]), 0),
-                    shape=var.shape,
-                    variables=[ap.var for ap in applies],
+                    key=self._sink_key(grad),
+                    inputs=[names.tensor(names.tower_name(i, producer), index) for i in range(self.k)],
+                    outputs=self.sinks[t],
+                    dtype=opdefs.output_dtype(self.g.node(producer), index),
+                    shape=shape if shape is not None else self.ctx.shapes.shape(t),
+                    variables=[grad.variable],
+                    kind=grad.kind,
                 )
             )
 
@@ -400,7 +461,8 @@ class _Replicator:
         region = set(self.order)
         raw_sink = {names.node_of(t): sinks[0] for t, sinks in self.sinks.items()}
         for n in self.order:
-            copies = [names.tower_name(i, n) for i in range(self.k)]
+            towers = range(1) if n in self.tower0_only else range(self.k)
+            copies = [names.tower_name(i, n) for i in towers]
             users = [u for u in self.g.users(n) if u not in region and u in self.original]
             if users:
                 per_tower = n in self.dep or n in self.update
@@ -423,7 +485,7 @@ class _Replicator:
             return self.sinks[t][0]
         unode = self.g.node(user)
         writes = any(p < len(unode.input) for p in opdefs.written_inputs(unode.op))
-        if n in self.data_dep and not writes and n not in self.update:
+        if n in self.data_dep and not writes and n not in self.update and n not in self.tower0_only:
             self.merge_needed.setdefault(n, set()).add(k)
             return t
         if n in self.dep or n in self.update:
@@ -465,21 +527,27 @@ class _Replicator:
                 device,
             )
         else:
-            stacked = rw.add(
-                rw.unique_name(f"{name}/towers"),
-                "Pack",
-                copies,
-                {"T": type_attr(dtype), "N": int_attr(self.k), "axis": int_attr(0)},
-                device,
-            )
-            axis = rw.const(rw.unique_name(f"{name}/axis"), 0, types_pb2.DT_INT32, device)
-            rw.add(
-                name,
-                "Mean" if kind == "mean" else "Sum",
-                [stacked.name, axis.name],
-                {"T": type_attr(dtype), "Tidx": type_attr(types_pb2.DT_INT32), "keep_dims": bool_attr(False)},
-                device,
-            )
+            self._mean_of(name, copies, dtype, "Mean" if kind == "mean" else "Sum")
+        return name
+
+    def _mean_of(self, name: str, tensors: list[str], dtype: int, op: str) -> str:
+        """`op` (Mean or Sum) over the towers' tensors, stacked on a new first axis."""
+        rw, device = self.rw, self.devices[0]
+        stacked = rw.add(
+            rw.unique_name(f"{name}/towers"),
+            "Pack",
+            tensors,
+            {"T": type_attr(dtype), "N": int_attr(len(tensors)), "axis": int_attr(0)},
+            device,
+        )
+        axis = rw.const(rw.unique_name(f"{name}/axis"), 0, types_pb2.DT_INT32, device)
+        rw.add(
+            name,
+            op,
+            [stacked.name, axis.name],
+            {"T": type_attr(dtype), "Tidx": type_attr(types_pb2.DT_INT32), "keep_dims": bool_attr(False)},
+            device,
+        )
         return name
 
     def _merge_kind(self, t: str, dtype: int) -> str:
@@ -491,18 +559,37 @@ class _Replicator:
         if shape is None or shape[0] is None:
             return "concat"
         static = {i.static_batch for i in self.batched.values()}
-        return "concat" if shape[0] in static else "tower0"
+        if shape[0] in static:
+            return "concat"
+        return "mean" if self.shared_updates == "mean" and dtype in FLOAT_TYPES else "tower0"
 
     def _drop_originals(self) -> None:
-        """Erase the single-tower originals that nothing global reads any more."""
+        """Erase the single-tower originals that nothing outside the towers still needs (loops
+        make region nodes read each other, so this is a reachability question, not a count)."""
+        region = set(self.order)
+        keep: set[str] = set()
+        stack = [
+            n
+            for n in self.order
+            if n in self.g
+            and (
+                n in self.merge_needed
+                or any(u not in region for u in self.g.users(n) + self.g.colocation_users(n))
+            )
+        ]
+        while stack:
+            n = stack.pop()
+            if n in keep:
+                continue
+            keep.add(n)
+            stack.extend(p for p in self.g.input_nodes(n) if p in region and p in self.g)
         for n in reversed(self.order):
-            if n in self.g and not self.g.users(n) and not self.g.colocation_users(n):
-                self.rw.erase(n)
+            if n not in keep and n in self.g:
+                self.rw.take(n)
         for n in self.order:
-            if n in self.g and n not in self.merge_needed and (n in self.dep or n in self.update):
+            if n in keep and n not in self.merge_needed and (n in self.dep or n in self.update):
                 raise InvalidGraphError(f"node '{n}' is still read outside the towers after replication")
 
-    # -- colocation ------------------------------------------------------------------------
     # -- driver ----------------------------------------------------------------------------
     def run(self) -> None:
         self._regions()
