@@ -45,6 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
     sub.add_parser("rules", help="list the shipped presets and the passes with their options")
+
+    d = sub.add_parser("diff", help="show how two graphs differ (exit 0 identical, 1 different)")
+    d.add_argument("a", help="first GraphDef (.pb, .pbtxt or .meta)")
+    d.add_argument("b", help="second GraphDef")
+    d.add_argument("--expand", action="store_true", help="list every node instead of one line per scope")
+    d.add_argument("--max-lines", type=int, default=None, metavar="N", help="print at most N lines")
+
+    v = sub.add_parser("dot", help="write a collapsed Graphviz view (towers, variables, all-reduce)")
+    v.add_argument("input", help="GraphDef, rewritten or single-tower (.pb, .pbtxt or .meta)")
+    v.add_argument("-o", "--output", help="OUT.dot, OUT.svg or OUT (default: INPUT.dot); .svg needs graphviz")
+    v.add_argument("--max-allreduce-groups", type=int, default=12, metavar="N",
+                   help="one box per all-reduce key up to N keys, else one box")
     return p
 
 
@@ -143,6 +155,31 @@ def _cmd_rules(args) -> int:
     return 0
 
 
+def _cmd_diff(args) -> int:
+    from .diff import diff_files
+
+    d = diff_files(args.a, args.b)
+    print(d.render(max_lines=args.max_lines, expand=args.expand))
+    return 0 if d.identical else 1
+
+
+def _cmd_dot(args) -> int:
+    from .dot import render, to_dot
+    from .io import load_graph
+
+    inp = Path(args.input)
+    out = Path(args.output) if args.output else inp.with_suffix(".dot")
+    text = to_dot(load_graph(inp), title=inp.name, max_allreduce_groups=args.max_allreduce_groups)
+    done = render(text, out)
+    print(f"{PROG}: wrote {done.dot}" + (f" and {done.svg}" if done.svg else ""))
+    if done.note:
+        print(f"  note       {done.note}")
+    return 0
+
+
+COMMANDS = {"rewrite": _cmd_rewrite, "rules": _cmd_rules, "diff": _cmd_diff, "dot": _cmd_dot}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     try:
@@ -157,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import GraphpassError
 
     try:
-        return {"rewrite": _cmd_rewrite, "rules": _cmd_rules}[args.command](args)
+        return COMMANDS[args.command](args)
     except GraphpassError as e:
         kind = "internal error (a bug in graphpass)" if e.exit_code == 1 else "error"
         print(f"{PROG}: {kind}: {e}", file=sys.stderr)

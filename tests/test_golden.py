@@ -5,7 +5,6 @@ Regenerate on purpose with `python tools/update_golden.py` and review the diff.
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 
 import pytest
@@ -30,9 +29,7 @@ def test_rewrite_matches_golden(case):
     want = path.read_text()
     got = update_golden.render(*case)
     if got != want:
-        diff = "".join(
-            list(
-                difflib.unified_diff(want.splitlines(True), got.splitlines(True), str(path), "rewrite", n=2)
-            )[:80]
-        )
-        pytest.fail(f"rewrite differs from {path.name} (tools/update_golden.py regenerates it):\n{diff}")
+        from graphpass.diff import diff_pbtxt
+
+        report = diff_pbtxt(want, got, path.name, "rewrite").render(max_lines=80)
+        pytest.fail(f"rewrite differs from {path.name} (tools/update_golden.py regenerates it):\n{report}")
