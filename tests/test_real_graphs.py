@@ -80,6 +80,22 @@ def test_sparse_gradients_are_gathered_not_densified(load_fixture, model):
     assert "tower1/reduced_grads/embedding/values" in nodes
 
 
+@pytest.mark.parametrize("model", ["embedding_sgd", "embedding_adagrad"])
+@pytest.mark.parametrize("algorithm", ["collective", "ring"])
+def test_sparse_gradients_densified_on_request(load_fixture, model, algorithm):
+    """For SGD and Adagrad an all-rows update with zero rows is the same update."""
+    from graphpass.pipeline import Pipeline
+
+    fx = load_fixture(model)
+    rules = Pipeline.from_yaml(
+        f"passes:\n  - replicate\n  - allreduce: {{algorithm: {algorithm}, sparse: dense}}\n"
+    )
+    out = graphpass.rewrite(fx.graph_def, devices=4, rules=rules, device_type="CPU")
+    assert sum(n.op == "UnsortedSegmentSum" and "/densify/" in n.name for n in out.node) == 4
+    result = compare(fx.graph_def, out, 4, fx.batches(8, 3, seed=2), fx.train_op, fx.init_op)
+    assert not result.replica_mismatch and result.worst()[1] <= 1e-5, result.worst()
+
+
 def test_saver_restores_canonical_variables_and_replicas(load_fixture, tmp_path):
     fx = load_fixture("saver_mlp")
     saver = fx.meta["saver"]
