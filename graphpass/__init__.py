@@ -7,9 +7,6 @@ importing TensorFlow until a function that needs it is used.
 from __future__ import annotations
 
 import importlib
-import os as _os
-
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 

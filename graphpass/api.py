@@ -18,6 +18,7 @@ from .ir import verify
 from .ir.graph import Graph
 from .ir.rewriter import Rewriter
 from .pipeline import DEFAULT_RULES, PassRun, Pipeline
+from .progress import SILENT, Progress
 from .shapes import ShapeOracle
 
 GraphDef = graph_pb2.GraphDef
@@ -74,8 +75,9 @@ def rewrite_with_report(
     rules: str | os.PathLike | Pipeline = DEFAULT_RULES,
     device_type: str = "GPU",
     verify_each: bool = False,
+    progress: Progress = SILENT,
 ) -> tuple[GraphDef, Report]:
-    """Like rewrite(), also returning a Report of what was done."""
+    """Like rewrite(), also returning a Report of what was done; `progress` shows it on a terminal."""
     start = time.perf_counter()
     pipeline = rules if isinstance(rules, Pipeline) else Pipeline.load(rules)
     towers = devmod.parse_devices(devices, device_type)
@@ -88,7 +90,7 @@ def rewrite_with_report(
     nodes_in = len(g)
     shapes = ShapeOracle(g._source)
     info = analysis.analyze(g)
-    ctx = RewriteContext(g, Rewriter(g), towers, info, shapes)
+    ctx = RewriteContext(g, Rewriter(g), towers, info, shapes, progress=progress)
     runs = pipeline.run(ctx, verify_each=verify_each)
     verify.check(g)
     out = g.to_graph_def()

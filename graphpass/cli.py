@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ errors (a failed cuInit on machines without a GPU, say) are not graphpass's
+# messages; the command line reports problems itself, one line each.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 PROG = "graphpass"
 
@@ -42,7 +44,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--rules", default=None, help="preset name or YAML file (default replicated-nccl)")
     r.add_argument("--verify-each", action="store_true", help="check the graph after every pass")
-    r.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    r.add_argument(
+        "--tensorboard", metavar="LOGDIR", help="also write the result for TensorBoard's graph view"
+    )
+    r.add_argument("-q", "--quiet", action="store_true", help="print nothing on success (and no progress)")
+
+    i = sub.add_parser("inspect", help="what graphpass sees in a single-tower or rewritten graph")
+    i.add_argument("input", help="GraphDef (.pb, .pbtxt or .meta)")
+    i.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    f = sub.add_parser("verify", help="run a rewrite and its original on CPU devices and compare")
+    f.add_argument("original", help="the single-tower GraphDef")
+    f.add_argument("rewritten", help="its rewrite")
+    f.add_argument("--steps", type=int, default=3, help="train steps to compare (default 3)")
+    f.add_argument("--batch", type=int, default=None, help="global batch (default 4 per tower)")
+    f.add_argument("--rtol", type=float, default=1e-5, help="largest relative difference allowed")
+    f.add_argument("--int-max", type=int, default=2, help="integer inputs are drawn from [0, N)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--timeout", type=float, default=300.0, help="seconds a step may take (default 300)")
+    f.add_argument("--json", action="store_true", help="print the result as JSON")
 
     sub.add_parser("rules", help="list the shipped presets and the passes with their options")
 
@@ -55,8 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("dot", help="write a collapsed Graphviz view (towers, variables, all-reduce)")
     v.add_argument("input", help="GraphDef, rewritten or single-tower (.pb, .pbtxt or .meta)")
     v.add_argument("-o", "--output", help="OUT.dot, OUT.svg or OUT (default: INPUT.dot); .svg needs graphviz")
-    v.add_argument("--max-allreduce-groups", type=int, default=12, metavar="N",
-                   help="one box per all-reduce key up to N keys, else one box")
+    v.add_argument(
+        "--max-allreduce-groups",
+        type=int,
+        default=12,
+        metavar="N",
+        help="one box per all-reduce key up to N keys, else one box",
+    )
     return p
 
 
@@ -87,7 +112,9 @@ def _import_tensorflow_quietly() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # deprecation notices are for TensorFlow's users, not ours
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -101,10 +128,21 @@ def _cmd_rewrite(args) -> int:
     inp = Path(args.input)
     out = Path(args.output) if args.output else _default_output(inp)
     _check_output(inp, out)
+    from .progress import Progress
+
     graph_def, report = rewrite_with_report(
-        inp, args.devices, args.rules or "replicated-nccl", args.device_type, args.verify_each
+        inp,
+        args.devices,
+        args.rules or "replicated-nccl",
+        args.device_type,
+        args.verify_each,
+        Progress.for_terminal(args.quiet),
     )
     save_graph(graph_def, out)
+    if args.tensorboard:
+        from .io import write_tensorboard
+
+        write_tensorboard(graph_def, args.tensorboard)
     if not args.quiet:
         _print_summary(inp, out, report)
     return 0
@@ -177,7 +215,90 @@ def _cmd_dot(args) -> int:
     return 0
 
 
-COMMANDS = {"rewrite": _cmd_rewrite, "rules": _cmd_rules, "diff": _cmd_diff, "dot": _cmd_dot}
+def _cmd_inspect(args) -> int:
+    import json
+
+    from .inspect import inspect_graph, render
+    from .io import load_graph
+
+    report = inspect_graph(load_graph(args.input))
+    print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    import json
+
+    from .execution import verify_rewrite
+    from .io import load_graph
+
+    if args.steps < 1 or (args.batch is not None and args.batch < 1):
+        from .errors import ConfigError
+
+        raise ConfigError("--steps and --batch must be at least 1")
+    v = verify_rewrite(
+        load_graph(args.original),
+        load_graph(args.rewritten),
+        args.steps,
+        args.batch,
+        args.seed,
+        args.int_max,
+        args.timeout,
+    )
+    ok = v.ok(args.rtol)
+    c = v.comparison
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "towers": v.towers,
+                    "executed": v.executed,
+                    "reason": v.reason,
+                    "problems": v.problems,
+                    "steps": c.steps if c else 0,
+                    "max_rel_diff": c.max_rel_diff if c else {},
+                    "replica_mismatch": c.replica_mismatch if c else {},
+                    "initial_mismatch": c.initial_mismatch if c else {},
+                    "missing": c.missing if c else [],
+                },
+                indent=2,
+            )
+        )
+        return 0 if ok else 1
+    for p in v.problems:
+        print(f"problem: {p}")
+    if c is not None:
+        rows = sorted(c.max_rel_diff.items(), key=lambda kv: -kv[1])
+        print(f"{v.towers} towers on CPU, {c.steps} steps; largest relative difference per variable:")
+        for name, d in rows[:15]:
+            print(f"  {d:10.2e}  {name}{'   <-- above ' + format(args.rtol, 'g') if d > args.rtol else ''}")
+        if len(rows) > 15:
+            print(f"  ... {len(rows) - 15} more, all below {rows[15][1]:.2e}")
+        replicas = (
+            "replicas equal their canonical variables"
+            if not c.replica_mismatch
+            else (f"{len(c.replica_mismatch)} replicas differ, e.g. {next(iter(c.replica_mismatch))}")
+        )
+        print(f"  {replicas}")
+        for name in c.initial_mismatch:
+            print(f"  init differs: {name}")
+        for name in c.missing:
+            print(f"  missing from the rewrite: {name}")
+    elif v.reason:
+        print(v.reason)
+    print(f"{PROG}: verify {'passed' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+COMMANDS = {
+    "rewrite": _cmd_rewrite,
+    "rules": _cmd_rules,
+    "inspect": _cmd_inspect,
+    "verify": _cmd_verify,
+    "diff": _cmd_diff,
+    "dot": _cmd_dot,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

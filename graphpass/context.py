@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .analysis import TrainingGraph
 from .ir.graph import Graph
 from .ir.rewriter import Rewriter
+from .progress import SILENT, Progress
 from .shapes import ShapeOracle
 
 
@@ -58,6 +59,7 @@ class RewriteContext:
     reduced: list[tuple[Reduction, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     placement: object | None = None
+    progress: Progress = SILENT
 
     @property
     def num_towers(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -21,9 +22,14 @@ def session_config(num_cpus: int):
 
 
 class Runner:
-    """One GraphDef imported into its own tf.Graph and Session, with readers for every variable."""
+    """One GraphDef imported into its own tf.Graph and Session, with readers for every variable.
 
-    def __init__(self, graph_def, num_cpus: int = 1):
+    Every run has a deadline: a broken all-reduce (a collective missing one participant) would
+    otherwise wait forever.
+    """
+
+    def __init__(self, graph_def, num_cpus: int = 1, timeout_s: float = 600.0):
+        self.options = tf1.RunOptions(timeout_in_ms=int(timeout_s * 1000))
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.import_graph_def(graph_def, name="")
@@ -47,11 +53,11 @@ class Runner:
             self.graph.get_tensor_by_name(names.tensor(*names.parse(k)[:2]) + ":0" if ":" not in k else k): v
             for k, v in (feeds or {}).items()
         }
-        return self.session.run(fetches, feed_dict=feed_dict)
+        return self.session.run(fetches, feed_dict=feed_dict, options=self.options)
 
     def variables(self, which: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         keys = list(self.readers) if which is None else list(which)
-        values = self.session.run([self.readers[k] for k in keys])
+        values = self.session.run([self.readers[k] for k in keys], options=self.options)
         return dict(zip(keys, values, strict=True))
 
     def close(self) -> None:
@@ -118,6 +124,7 @@ def compare(
     batches: list[dict[str, np.ndarray]],
     train_op: str,
     init_op: str,
+    timeout_s: float = 600.0,
 ) -> Comparison:
     """Initialise both graphs, run one train step per batch, compare every variable.
 
@@ -126,7 +133,7 @@ def compare(
     canonical copy (exactly: they must stay bit-identical).
     """
     result = Comparison(steps=len(batches))
-    with Runner(original_def, 1) as single, Runner(rewritten_def, num_devices) as multi:
+    with Runner(original_def, 1, timeout_s) as single, Runner(rewritten_def, num_devices, timeout_s) as multi:
         single.run(init_op)
         multi.run(init_op)
         variables = list(single.readers)
@@ -167,10 +174,150 @@ def random_batches(
         for name, spec in feeds.items():
             shape = [batch if d is None or d < 0 else d for d in spec["shape"]]
             dtype = np.dtype(spec["dtype"])
-            if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+            if dtype == np.bool_:
+                batch_feeds[name] = rng.integers(0, 2, size=shape).astype(dtype)
+            elif np.issubdtype(dtype, np.integer):
                 high = spec.get("classes") or (int_high(name) if int_high else 2)
                 batch_feeds[name] = rng.integers(0, high, size=shape).astype(dtype)
             else:
                 batch_feeds[name] = rng.standard_normal(shape).astype(dtype)
         out.append(batch_feeds)
     return out
+
+
+# -- verifying a rewrite -------------------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    """The outcome of `verify_rewrite`: a structural check, then (where it can) an execution check."""
+
+    towers: int
+    problems: list[str] = field(default_factory=list)
+    executed: bool = False
+    reason: str = ""
+    comparison: Comparison | None = None
+
+    def ok(self, rtol: float = 1e-5) -> bool:
+        if self.problems:
+            return False
+        return self.comparison.ok(rtol) if self.comparison is not None else True
+
+
+def tower_count(graph_def) -> int:
+    """How many towers a rewritten graph has (0 for a single-tower graph)."""
+    found = set()
+    for node in graph_def.node:
+        m = _TOWER.match(node.name)
+        if m:
+            found.add(int(m.group(1)))
+    return max(found) + 1 if found else 0
+
+
+_TOWER = re.compile(r"^tower(\d+)/")
+
+
+def on_cpus(graph_def, towers: int):
+    """A copy of a rewritten graph with tower i's device mapped to /device:CPU:i and every other
+    device to /device:CPU:0, so it runs in one process on virtual CPUs."""
+    from collections import Counter
+
+    per_tower: dict[int, Counter] = {}
+    for node in graph_def.node:
+        m = _TOWER.match(node.name)
+        if m:
+            per_tower.setdefault(int(m.group(1)), Counter())[node.device] += 1
+    mapping = {c.most_common(1)[0][0]: f"/device:CPU:{i}" for i, c in per_tower.items() if c}
+    out = type(graph_def)()
+    out.CopyFrom(graph_def)
+    for node in out.node:
+        node.device = mapping.get(node.device, "/device:CPU:0")
+    return out
+
+
+def cpu_unsupported(graph_def) -> list[str]:
+    """Op types in the graph with no CPU kernel."""
+    missing = set()
+    for node in graph_def.node:
+        if node.op not in missing and not opdefs.has_kernel(node, "CPU"):
+            missing.add(node.op)
+    return sorted(missing)
+
+
+def _feed_specs(analysis_result) -> dict[str, dict]:
+    specs = {}
+    for inp in analysis_result.inputs:
+        if inp.op != "Placeholder" and not inp.batched:
+            continue  # a PlaceholderWithDefault that is not split keeps its default
+        shape = inp.shape if inp.shape is not None else [None]
+        specs[inp.name] = {"shape": shape, "dtype": dtypes.as_dtype(inp.dtype).name}
+    return specs
+
+
+def verify_rewrite(
+    original,
+    rewritten,
+    steps: int = 3,
+    batch: int | None = None,
+    seed: int = 0,
+    int_high: int = 2,
+    timeout_s: float = 300.0,
+) -> Verification:
+    """Check a rewrite against its single-tower original.
+
+    Structure first (the verifier's invariants; every feed, train op and init op of the original
+    still there). Then, unless an op has no CPU kernel (NCCL), both graphs run on virtual CPUs
+    from the same initial values on the same random global batches for `steps` steps.
+
+    Args:
+        original, rewritten: GraphDefs.
+        steps: train steps to run.
+        batch: the global batch (default 4 per tower).
+        seed: for the random batches.
+        int_high: integer inputs (labels, ids) are drawn from [0, int_high).
+        timeout_s: the deadline of each session run (a broken collective would wait forever).
+    Returns:
+        A Verification; `.ok(rtol)` says whether it passed.
+    """
+    from . import analysis
+    from .errors import GraphpassError, InternalError
+    from .ir import verify
+    from .ir.graph import Graph
+
+    k = tower_count(rewritten)
+    result = Verification(towers=k)
+    try:
+        verify.check(Graph(rewritten))
+    except InternalError as e:
+        result.problems.append(str(e))
+    try:
+        info = analysis.analyze(Graph(original))
+    except GraphpassError as e:
+        result.problems.append(f"the original cannot be analysed: {e}")
+        return result
+    present = {n.name: n for n in rewritten.node}
+    for name in [i.name for i in info.inputs] + info.train_ops[:1] + info.init_ops[:1]:
+        if name not in present:
+            result.problems.append(f"'{name}' of the original is missing from the rewrite")
+    if k == 0:
+        result.problems.append("the second graph has no tower copies: it is not a rewrite")
+    if result.problems or not info.train_ops or not info.init_ops:
+        if not info.train_ops or not info.init_ops:
+            result.reason = "no train op or init op found in the original"
+        return result
+    missing = cpu_unsupported(rewritten)
+    if missing:
+        result.reason = f"structure only: {', '.join(missing)} has no CPU kernel"
+        return result
+    specs = _feed_specs(info)
+    batches = random_batches(specs, batch or 4 * k, steps, seed, int_high=lambda _: int_high)
+    try:
+        result.comparison = compare(
+            original, on_cpus(rewritten, k), k, batches, info.train_ops[0], info.init_ops[0], timeout_s
+        )
+    except tf.errors.OpError as e:
+        first = (e.message or type(e).__name__).strip().splitlines()[0]
+        result.problems.append(f"running the graphs failed ({type(e).__name__}): {first}")
+        return result
+    result.executed = True
+    return result

@@ -119,3 +119,23 @@ def save_graph(graph_def: GraphDef, path: str | os.PathLike) -> None:
         except OSError:
             pass
         raise
+
+
+def write_tensorboard(graph_def: GraphDef, logdir: str | os.PathLike) -> Path:
+    """Write `graph_def` as an event file in `logdir`, for TensorBoard's graph view.
+
+    Raises:
+        ConfigError: `logdir` cannot be created.
+    """
+    import tensorflow as tf
+
+    logdir = Path(logdir)
+    try:
+        logdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create TensorBoard log directory {logdir}: {e.strerror}") from None
+    with tf.Graph().as_default():  # the v1 writer refuses to run eagerly
+        writer = tf.compat.v1.summary.FileWriter(str(logdir))
+        writer.add_graph(graph=None, graph_def=graph_def)
+        writer.close()
+    return logdir

@@ -111,7 +111,8 @@ class Pipeline:
         """
         runs: list[PassRun] = []
         done: list[str] = []
-        for p in self.passes:
+        for step, p in enumerate(self.passes):
+            ctx.progress.update(f"pass {p.name}", step, len(self.passes))
             start = time.perf_counter()
             try:
                 result = p.run(ctx)
@@ -125,6 +126,7 @@ class Pipeline:
                 raise PassFailedError(p.name, str(e), tuple(done)) from None
             runs.append(PassRun(p, result, time.perf_counter() - start))
             done.append(p.name)
+        ctx.progress.finish()
         if ctx.pending:
             raise ConfigError(
                 f"rules {self.source} leave {len(ctx.pending)} gradients unreduced: add an "

@@ -1,25 +1,142 @@
-"""Structural invariants checked between passes: inputs resolve, names unique, no cycles."""
+"""Structural invariants checked between passes: inputs resolve, no cycles outside loop back-edges,
+every node placed, collective groups consistent across towers, gradient packs and unpacks agree."""
 
 from __future__ import annotations
 
-from ..errors import InternalError
+from collections import defaultdict
+
+import numpy as np
+from tensorflow.python.framework import tensor_util
+
+from .. import opdefs
+from ..errors import InternalError, InvalidGraphError
 from . import names
 from .graph import Graph
 
 
-def check(graph: Graph) -> None:
-    """Raise InternalError naming the first broken invariant."""
+def check(graph: Graph, devices: bool = True) -> None:
+    """Raise InternalError naming the first broken invariant.
+
+    Args:
+        graph: the graph to check.
+        devices: also require every node to have a device (true once towers are placed).
+    """
+    check_edges(graph)
+    try:
+        graph.topo_order()
+    except InvalidGraphError as e:
+        raise InternalError(str(e)) from None
+    if devices:
+        check_devices(graph)
+    check_collectives(graph)
+    check_packs(graph)
+
+
+def check_edges(graph: Graph) -> None:
+    """Every input names an existing node (and one of its outputs); data before control inputs."""
+    outputs: dict[str, int] = {}
     for node in graph.nodes():
         seen_control = False
         for ref in node.input:
-            producer = names.node_of(ref)
-            if producer not in graph:
+            r = names.parse(ref)
+            if r.node not in graph:
                 raise InternalError(f"node '{node.name}' reads '{ref}', which does not exist")
-            if ref.startswith("^"):
+            if r.control:
                 seen_control = True
-            elif seen_control:
+                continue
+            if seen_control:
                 raise InternalError(f"node '{node.name}' has a data input after a control input")
+            if r.index > 0:
+                if r.node not in outputs:
+                    outputs[r.node] = _num_outputs(graph.node(r.node))
+                if r.index >= outputs[r.node]:
+                    have = outputs[r.node]
+                    raise InternalError(
+                        f"node '{node.name}' reads output {r.index} of '{r.node}', which has {have}"
+                    )
         for target in names.colocation_targets(node):
             if target not in graph:
                 raise InternalError(f"node '{node.name}' is colocated with missing node '{target}'")
-    graph.topo_order()
+
+
+def _num_outputs(node) -> int:
+    try:
+        return len(opdefs.output_types(node))
+    except (InvalidGraphError, KeyError):
+        return 1 << 30  # unknown op or malformed attrs: reported by the analysis, not here
+
+
+def check_devices(graph: Graph) -> None:
+    for node in graph.nodes():
+        if not node.device:
+            raise InternalError(f"node '{node.name}' ({node.op}) has no device")
+
+
+def _const_value(graph: Graph, ref: str):
+    node = graph.get(names.node_of(ref))
+    if node is None or node.op != "Const":
+        return None
+    return tensor_util.MakeNdarray(node.attr["value"].tensor)
+
+
+def check_collectives(graph: Graph) -> None:
+    """Each collective instance has group_size ops, one per device, agreeing on group and type;
+    each NCCL reduction has num_devices ops on distinct devices."""
+    instances: dict[tuple, list] = defaultdict(list)
+    for node in graph.nodes():
+        if node.op == "CollectiveReduceV2":
+            size, key, inst = (_const_value(graph, node.input[i]) for i in (1, 2, 3))
+            if size is None or key is None or inst is None:
+                continue  # keys computed at run time: nothing static to check
+            instances[("collective", int(key), int(inst))].append((node, int(size)))
+        elif node.op == "NcclAllReduce":
+            instances[("nccl", node.attr["shared_name"].s.decode(), 0)].append(
+                (node, node.attr["num_devices"].i)
+            )
+    for key, members in sorted(instances.items(), key=lambda kv: str(kv[0])):
+        sizes = {size for _, size in members}
+        first = members[0][0].name
+        if len(sizes) != 1:
+            raise InternalError(
+                f"collective {key[1:]} (with '{first}') has ops that disagree on the group size"
+            )
+        size = sizes.pop()
+        if len(members) != size:
+            raise InternalError(
+                f"collective {key[1:]} (with '{first}') has {len(members)} ops for a group of {size}"
+            )
+        devices = [n.device for n, _ in members]
+        if len(set(devices)) != len(devices):
+            raise InternalError(f"collective {key[1:]} (with '{first}') has two ops on one device")
+        if len({n.attr["T"].type for n, _ in members}) != 1:
+            raise InternalError(f"collective {key[1:]} (with '{first}') mixes dtypes")
+
+
+def check_packs(graph: Graph) -> None:
+    """A gradient pack's split sizes add up to what its unpacking splits again, and each unpacked
+    piece has as many elements as the shape it is reshaped to."""
+    totals: dict[str, set[int]] = defaultdict(set)
+    for node in graph.nodes():
+        if node.op != "SplitV" or "grad_packs/" not in node.name:
+            continue
+        sizes = _const_value(graph, node.input[1])
+        if sizes is None:
+            continue
+        pack = node.name.split("grad_packs/", 1)[1].split("/", 1)[0]
+        totals[pack].add(int(np.sum(sizes)))
+        if node.name.endswith("/unpack/split") or "/unpack/split_" in node.name:
+            for j, size in enumerate(sizes):
+                for user in graph.users(node.name):
+                    unode = graph.node(user)
+                    if unode.op == "Reshape" and unode.input[0] == names.tensor(node.name, j):
+                        shape = _const_value(graph, unode.input[1])
+                        if shape is not None and int(np.prod(shape)) != int(size):
+                            raise InternalError(
+                                f"'{user}' reshapes a {int(size)}-element piece of {pack} "
+                                f"to {[int(d) for d in shape]}"
+                            )
+    for pack, seen in sorted(totals.items()):
+        if len(seen) > 1:
+            raise InternalError(
+                f"gradient pack {pack} is cut into {sorted(seen)} elements in different places"
+            )

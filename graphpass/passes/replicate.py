@@ -352,6 +352,7 @@ class _Replicator:
     def _clone_towers(self) -> None:
         region = set(self.order)
         for i in range(self.k):
+            self.ctx.progress.update("replicate: tower", i, self.k)
             for n in self.order:
                 if i > 0 and n in self.tower0_only:
                     continue
