@@ -159,8 +159,8 @@ def _device_range(devices: list[str]) -> str:
 def _print_summary(inp: Path, out: Path, r) -> None:
     lines = [
         f"{PROG}: {inp} -> {out}",
-        f"  towers     {r.towers} on {_device_range(r.devices)} ({r.mode}, rules {r.rules})",
-        f"  variables  {r.variables} ({r.trainable} trainable; "
+        f"  towers           {r.towers} on {_device_range(r.devices)} ({r.mode}, rules {r.rules})",
+        f"  variables        {r.variables} ({r.trainable} trainable; "
         + (
             f"{r.replicated_variables} with a replica per tower)"
             if r.mode == "replicated"
@@ -168,11 +168,11 @@ def _print_summary(inp: Path, out: Path, r) -> None:
         ),
     ]
     for run in r.passes:
-        lines.append(f"  {run.pass_.name:<10} {run.result.summary} ({run.seconds * 1000:.0f} ms)")
-    lines.append(f"  nodes      {r.nodes_in} -> {r.nodes_out}")
-    lines.append(f"  time       {r.seconds:.2f} s")
+        lines.append(f"  {run.pass_.name:<16} {run.result.summary} ({run.seconds * 1000:.0f} ms)")
+    lines.append(f"  nodes            {r.nodes_in} -> {r.nodes_out}")
+    lines.append(f"  time             {r.seconds:.2f} s")
     for note in r.notes:
-        lines.append(f"  note       {note}")
+        lines.append(f"  note             {note}")
     print("\n".join(lines))
 
 

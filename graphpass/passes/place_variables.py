@@ -8,6 +8,7 @@ from typing import Literal
 
 from .. import devices as devmod
 from .. import placement
+from ..ir import names
 from ..context import RewriteContext
 from ..errors import ConfigError
 from .base import Pass, PassResult, option
@@ -64,17 +65,27 @@ class PlaceVariables(Pass):
 
 
 def _groups(ctx: RewriteContext) -> list[tuple[list[str], int]]:
-    """Each primary variable with its slots, and their bytes together, in graph order."""
+    """Each variable with the variables that must live with it, and their bytes together, in
+    graph order: its slots, and variables colocated with it (Adam's beta powers are created so)."""
     variables = ctx.analysis.variables
-    slots: dict[str, list[str]] = {}
+    owner: dict[str, str] = {}
     for v in variables.values():
         if v.slot_of:
-            slots.setdefault(v.slot_of, []).append(v.name)
-    out = []
-    for v in variables.values():
-        if v.slot_of:
+            owner[v.name] = v.slot_of
             continue
-        owners = [v.name] + slots.get(v.name, [])
+        target = next((t for t in names.colocation_targets(ctx.graph.node(v.name))
+                       if t in variables and t != v.name), None)
+        if target is not None:
+            owner[v.name] = target
+    members: dict[str, list[str]] = {}
+    for v in variables:
+        root = v
+        while root in owner and owner[root] != root:
+            root = owner[root]
+        members.setdefault(root, []).append(v)
+    out = []
+    for root, group in members.items():
+        owners = [root] + [v for v in group if v != root]
         out.append((owners, sum(variables[o].nbytes for o in owners)))
     return out
 
