@@ -52,6 +52,8 @@ def rewrite(
     rules: str | os.PathLike | Pipeline = DEFAULT_RULES,
     device_type: str = "GPU",
     verify_each: bool = False,
+    workers: int | None = None,
+    ps_devices: Sequence[str] = (),
 ) -> GraphDef:
     """Rewrite a single-tower training graph into a data-parallel graph over `devices`.
 
@@ -61,12 +63,18 @@ def rewrite(
         rules: a preset name from rules/, a YAML path, or a Pipeline.
         device_type: GPU or CPU, used when `devices` is a count.
         verify_each: check the graph's structure after every pass.
+        workers: with a count, `devices` devices on each of this many workers
+            (/job:worker/task:{t}/device:{type}:{d}).
+        ps_devices: parameter-server devices (/job:ps/task:N/device:CPU:0) that parameter_server
+            rules place variables on by default.
     Returns:
         The rewritten GraphDef; the input is not modified.
     Raises:
         GraphpassError: InvalidGraphError, ConfigError or PassFailedError for bad input.
     """
-    return rewrite_with_report(graph, devices, rules, device_type, verify_each)[0]
+    return rewrite_with_report(
+        graph, devices, rules, device_type, verify_each, workers=workers, ps_devices=ps_devices
+    )[0]
 
 
 def rewrite_with_report(
@@ -76,11 +84,14 @@ def rewrite_with_report(
     device_type: str = "GPU",
     verify_each: bool = False,
     progress: Progress = SILENT,
+    workers: int | None = None,
+    ps_devices: Sequence[str] = (),
 ) -> tuple[GraphDef, Report]:
     """Like rewrite(), also returning a Report of what was done; `progress` shows it on a terminal."""
     start = time.perf_counter()
     pipeline = rules if isinstance(rules, Pipeline) else Pipeline.load(rules)
-    towers = devmod.parse_devices(devices, device_type)
+    towers = devmod.parse_devices(devices, device_type, workers)
+    ps = [devmod.canonical(d) for d in ps_devices]
     if isinstance(graph, GraphDef):
         g = Graph(graph, copy=True)
     elif isinstance(graph, (str, os.PathLike)):
@@ -90,7 +101,7 @@ def rewrite_with_report(
     nodes_in = len(g)
     shapes = ShapeOracle(g._source)
     info = analysis.analyze(g)
-    ctx = RewriteContext(g, Rewriter(g), towers, info, shapes, progress=progress)
+    ctx = RewriteContext(g, Rewriter(g), towers, info, shapes, progress=progress, ps_devices=ps)
     runs = pipeline.run(ctx, verify_each=verify_each)
     verify.check(g)
     out = g.to_graph_def()

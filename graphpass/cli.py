@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import ConfigError, GraphpassError
+
 # TensorFlow's C++ errors (a failed cuInit on machines without a GPU, say) are not graphpass's
 # messages; the command line reports problems itself, one line each.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -41,6 +43,18 @@ def _parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=["GPU", "CPU"],
         help="device type for a count (default GPU)",
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="with a count: that many devices on each of W workers (/job:worker/task:t)",
+    )
+    r.add_argument(
+        "--cluster",
+        metavar="FILE",
+        help='cluster spec JSON {"worker": [...], "ps": [...]}: --devices per worker, ps tasks as '
+        "parameter servers",
     )
     r.add_argument("--rules", default=None, help="preset name or YAML file (default replicated-nccl)")
     r.add_argument("--verify-each", action="store_true", help="check the graph after every pass")
@@ -85,14 +99,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise ConfigError(f"with --cluster, --devices is a count per worker (got '{text}')")
+    return int(text)
+
+
 def _default_output(path: Path) -> Path:
     suffix = path.suffix if path.suffix in (".pb", ".pbtxt") else ".pb"
     return path.with_name(f"{path.stem}.rewritten{suffix}")
 
 
 def _check_output(inp: Path, out: Path):
-    from .errors import ConfigError
-
     if out.exists() and inp.exists() and out.resolve() == inp.resolve():
         raise ConfigError(f"output {out} is the input file; choose another -o")
     parent = out.parent if str(out.parent) else Path(".")
@@ -130,13 +148,22 @@ def _cmd_rewrite(args) -> int:
     _check_output(inp, out)
     from .progress import Progress
 
+    devices, workers, ps = args.devices, args.workers, []
+    if args.cluster:
+        from .devices import cluster_devices, load_cluster
+
+        if workers is not None:
+            raise ConfigError("give --cluster or --workers, not both")
+        devices, ps = cluster_devices(load_cluster(args.cluster), _count(args.devices), args.device_type)
     graph_def, report = rewrite_with_report(
         inp,
-        args.devices,
+        devices,
         args.rules or "replicated-nccl",
         args.device_type,
         args.verify_each,
         Progress.for_terminal(args.quiet),
+        workers=workers,
+        ps_devices=ps,
     )
     save_graph(graph_def, out)
     if args.tensorboard:
@@ -233,8 +260,6 @@ def _cmd_verify(args) -> int:
     from .io import load_graph
 
     if args.steps < 1 or (args.batch is not None and args.batch < 1):
-        from .errors import ConfigError
-
         raise ConfigError("--steps and --batch must be at least 1")
     v = verify_rewrite(
         load_graph(args.original),
@@ -312,8 +337,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _import_tensorflow_quietly()
-    from .errors import GraphpassError
-
     try:
         return COMMANDS[args.command](args)
     except GraphpassError as e:

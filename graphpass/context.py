@@ -60,6 +60,7 @@ class RewriteContext:
     notes: list[str] = field(default_factory=list)
     placement: object | None = None
     progress: Progress = SILENT
+    ps_devices: list[str] = field(default_factory=list)
 
     @property
     def num_towers(self) -> int:

@@ -23,13 +23,17 @@ def canonical(device: str) -> str:
     return spec.to_string()
 
 
-def parse_devices(spec: int | str | Sequence[str], device_type: str = "GPU") -> list[str]:
+def parse_devices(
+    spec: int | str | Sequence[str], device_type: str = "GPU", workers: int | None = None
+) -> list[str]:
     """The tower devices described by `spec`.
 
     Args:
         spec: a count (8 or "8": devices 0..7 of `device_type`), a comma-separated string or a list
             of device names.
         device_type: GPU or CPU, used with a count.
+        workers: with a count D, D devices on each of this many workers:
+            /job:worker/task:{t}/device:{type}:{d}.
     Returns:
         Canonical device names, one per tower.
     Raises:
@@ -42,10 +46,16 @@ def parse_devices(spec: int | str | Sequence[str], device_type: str = "GPU") -> 
         raise ConfigError("devices must be a count or a list of device names")
     if isinstance(spec, str) and spec.strip().lstrip("-").isdigit():
         spec = int(spec)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"--workers must be at least 1 (got {workers})")
     if isinstance(spec, int):
         if spec < 1:
             raise ConfigError(f"--devices must be at least 1 (got {spec})")
+        if workers is not None:
+            return [f"/job:worker/task:{t}/device:{dtype}:{d}" for t in range(workers) for d in range(spec)]
         return [f"/device:{dtype}:{i}" for i in range(spec)]
+    if workers is not None:
+        raise ConfigError("--workers goes with a device count (--devices N), not a list of devices")
     items = [s for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     items = [s.strip() for s in items if s.strip()]
     if not items:
@@ -76,3 +86,43 @@ def for_node(node, device: str) -> str:
     if dtype == "CPU" or opdefs.has_kernel(node, dtype):
         return device
     return host_of(device)
+
+
+def task_of(device: str) -> str:
+    """The job/task part of a device name ("" on a single machine)."""
+    spec = DeviceSpecV2.from_string(device)
+    return spec.replace(device_type=None, device_index=None).to_string()
+
+
+def load_cluster(path) -> dict[str, list[str]]:
+    """A cluster spec file: JSON {"worker": ["host:port", ...], "ps": [...]} (TF_CONFIG's
+    "cluster" part; a whole TF_CONFIG is accepted too).
+
+    Raises:
+        ConfigError: unreadable, not JSON, or without a worker job.
+    """
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read cluster spec {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise ConfigError(f"cluster spec {path} is not JSON: {e}") from None
+    if isinstance(data, dict) and isinstance(data.get("cluster"), dict):
+        data = data["cluster"]
+    if not isinstance(data, dict) or not isinstance(data.get("worker"), list) or not data["worker"]:
+        raise ConfigError(f'cluster spec {path} needs a non-empty "worker" list of host:port')
+    for job, tasks in data.items():
+        if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+            raise ConfigError(f"cluster spec {path}: job '{job}' must be a list of host:port strings")
+    return data
+
+
+def cluster_devices(cluster: dict[str, list[str]], per_worker: int, device_type: str = "GPU"):
+    """(tower devices, parameter-server devices) of a cluster spec: `per_worker` devices on each
+    worker task, and the CPU of each ps task."""
+    towers = parse_devices(per_worker, device_type, workers=len(cluster["worker"]))
+    ps = [f"/job:ps/task:{t}/device:CPU:0" for t in range(len(cluster.get("ps", [])))]
+    return towers, ps

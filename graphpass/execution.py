@@ -28,7 +28,7 @@ class Runner:
     otherwise wait forever.
     """
 
-    def __init__(self, graph_def, num_cpus: int = 1, timeout_s: float = 600.0):
+    def __init__(self, graph_def, num_cpus: int = 1, timeout_s: float = 600.0, target: str = "", config=None):
         self.options = tf1.RunOptions(timeout_in_ms=int(timeout_s * 1000))
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -46,7 +46,7 @@ class Runner:
                             name=f"graphpass_read/{node.name}",
                         )
                 self.readers[node.name] = out
-        self.session = tf1.Session(graph=self.graph, config=session_config(num_cpus))
+        self.session = tf1.Session(target, graph=self.graph, config=config or session_config(num_cpus))
 
     def run(self, fetches, feeds: dict[str, np.ndarray] | None = None):
         feed_dict = {
@@ -125,15 +125,21 @@ def compare(
     train_op: str,
     init_op: str,
     timeout_s: float = 600.0,
+    target: str = "",
+    config=None,
 ) -> Comparison:
     """Initialise both graphs, run one train step per batch, compare every variable.
 
     The original runs on one CPU, the rewrite on `num_devices` virtual CPUs, each on the same
     global batches. Canonical variables are compared with the original's; replicas with their
-    canonical copy (exactly: they must stay bit-identical).
+    canonical copy (exactly: they must stay bit-identical). With `target` (a server's
+    grpc://host:port) the rewrite runs on that cluster instead, with `config`.
     """
     result = Comparison(steps=len(batches))
-    with Runner(original_def, 1, timeout_s) as single, Runner(rewritten_def, num_devices, timeout_s) as multi:
+    with (
+        Runner(original_def, 1, timeout_s) as single,
+        Runner(rewritten_def, num_devices, timeout_s, target, config) as multi,
+    ):
         single.run(init_op)
         multi.run(init_op)
         variables = list(single.readers)

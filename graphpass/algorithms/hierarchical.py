@@ -1,38 +1,52 @@
-"""hierarchical: two halves of the devices; sum within each half on a rotating main device, add
-the halves, copy back. The reference's DGX-1 scheme for 8 GPUs, for any even K."""
+"""hierarchical: sum within groups of devices on a main device that rotates per gradient, add the
+group sums, copy back. On one machine the groups are its two halves (the reference's DGX-1 scheme
+for 8 GPUs, for any even K); across machines each worker is a group (reduce within the worker,
+across workers, broadcast back)."""
 
 from __future__ import annotations
 
+from .. import devices as devmod
 from ..context import RewriteContext
 from ..errors import ConfigError
 from .base import Algorithm, Builder
 
 
+def groups_of(devices: list[str]) -> list[list[int]]:
+    """Tower indices grouped by worker task, or in two halves on a single machine."""
+    tasks = list(dict.fromkeys(devmod.task_of(d) for d in devices))
+    if len(tasks) > 1:
+        return [[i for i, d in enumerate(devices) if devmod.task_of(d) == t] for t in tasks]
+    half = len(devices) // 2
+    return [list(range(half)), list(range(half, len(devices)))]
+
+
 class Hierarchical(Algorithm):
     name = "hierarchical"
-    summary = "AddN within each half of the devices on a main device that rotates per gradient"
+    summary = "AddN within each group of devices (a worker, or half a machine), then across groups"
 
     def check(self, ctx: RewriteContext) -> None:
         k = ctx.num_towers
-        if k % 2:
+        single_machine = len({devmod.task_of(d) for d in ctx.devices}) == 1
+        if single_machine and k % 2:
             raise ConfigError(f"hierarchical all-reduce needs an even number of devices (got {k})")
 
     def build(self, b: Builder) -> list[str]:
-        k = b.k
-        half = k // 2
-        main0 = b.ordinal % k
-        main1 = (main0 + half) % k
-        group = [d // half for d in range(k)]
-        mine = [d for d in range(k) if group[d] == group[main0]]
-        other = [d for d in range(k) if group[d] != group[main0]]
-        dev0, dev1 = b.device(main0), b.device(main1)
-        sum0 = b.add_n(None, [b.red.inputs[d] for d in mine], dev0, "group0_sum")
-        sum1 = b.add_n(None, [b.red.inputs[d] for d in other], dev1, "group1_sum")
-        total1 = b.add2(None, sum0, sum1, dev1, "group1_total")
-        total0 = b.identity(None, total1, dev0, "group0_total")
-        out = []
-        for d in range(k):
-            source = total0 if group[d] == group[main0] else total1
-            local = b.identity(d, source, b.device(d), "total") if not b.average else source
-            out.append(b.scaled(d, local, b.device(d)))
+        groups = groups_of(b.ctx.devices)
+        r = b.ordinal
+        mains = [g[r % len(g)] for g in groups]
+        sums = [
+            b.add_n(None, [b.red.inputs[d] for d in g], b.device(m), f"group{n}_sum")
+            for n, (g, m) in enumerate(zip(groups, mains, strict=True))
+        ]
+        top = r % len(groups)
+        total = b.add_n(None, sums, b.device(mains[top]), "total")
+        copies = [
+            total if n == top else b.identity(None, total, b.device(m), f"group{n}_total")
+            for n, m in enumerate(mains)
+        ]
+        out = [""] * b.k
+        for n, g in enumerate(groups):
+            for d in g:
+                local = copies[n] if b.average else b.identity(d, copies[n], b.device(d), "total")
+                out[d] = b.scaled(d, local, b.device(d))
         return out

@@ -30,6 +30,12 @@ class AllReduce(Pass):
     communication_hint: Literal["auto", "ring", "nccl"] = option(
         "auto", "collective only: the implementation TensorFlow should pick"
     )
+    group_key: int | None = option(
+        None, "collective only: the group key (default: derived from the device list)"
+    )
+    instance_key_base: int | None = option(
+        None, "collective only: the first instance key (default: derived from the gradients)"
+    )
     sparse: Literal["gather", "dense"] = option(
         "gather",
         "sparse gradients: gather every tower's rows (exact), or scatter them into a dense tensor "
@@ -41,9 +47,15 @@ class AllReduce(Pass):
             raise ConfigError("'allreduce' needs a 'replicate' pass before it")
         algo = ALGORITHMS[self.algorithm]
         if self.algorithm == "collective":
-            algo = Collective(self.communication_hint)
-        elif self.communication_hint != "auto":
-            raise ConfigError("allreduce: communication_hint applies to algorithm: collective only")
+            for key in (self.group_key, self.instance_key_base):
+                if key is not None and not 0 < key < 2**31 - 2**20:
+                    raise ConfigError("allreduce: collective keys must be positive 31-bit integers")
+            algo = Collective(self.communication_hint, self.group_key, self.instance_key_base)
+        elif self.communication_hint != "auto" or self.group_key or self.instance_key_base:
+            raise ConfigError(
+                "allreduce: communication_hint, group_key and instance_key_base apply to algorithm: "
+                "collective only"
+            )
         if not ctx.pending:
             return PassResult(False, "no gradients left to reduce")
         if algo.all_reduce and any(not r.all_reduce and r.kind == "dense" for r in ctx.pending):

@@ -8,9 +8,9 @@ from typing import Literal
 
 from .. import devices as devmod
 from .. import placement
-from ..ir import names
 from ..context import RewriteContext
 from ..errors import ConfigError
+from ..ir import names
 from .base import Pass, PassResult, option
 
 
@@ -37,7 +37,7 @@ class PlaceVariables(Pass):
                 "place-variables needs 'replicate' with mode: parameter_server (replicated mode "
                 "keeps a copy of each variable on every tower)"
             )
-        targets = devmod.parse_devices(self.devices) if self.devices else list(ctx.devices)
+        targets = devmod.parse_devices(self.devices) if self.devices else list(ctx.ps_devices or ctx.devices)
         small_dev = devmod.canonical(self.small_device) if self.small_device else targets[0]
         if self.small_bytes < 0:
             raise ConfigError("place-variables: small_bytes must be 0 or more")
@@ -73,8 +73,10 @@ def _groups(ctx: RewriteContext) -> list[tuple[list[str], int]]:
         if v.slot_of:
             owner[v.name] = v.slot_of
             continue
-        target = next((t for t in names.colocation_targets(ctx.graph.node(v.name))
-                       if t in variables and t != v.name), None)
+        target = next(
+            (t for t in names.colocation_targets(ctx.graph.node(v.name)) if t in variables and t != v.name),
+            None,
+        )
         if target is not None:
             owner[v.name] = target
     members: dict[str, list[str]] = {}

@@ -45,7 +45,9 @@ class Replicate(Pass):
         "parameter_server: one copy of each variable, gradients aggregated once",
     )
     ps_device: str | None = option(
-        None, "parameter_server mode: the device that holds the variables (default: the first tower's)"
+        None,
+        "parameter_server mode: the device that holds the variables (default: the cluster's first ps "
+        "task, else the first tower's device)",
     )
     check_batch: bool = option(
         True, "add a run-time check that the global batch divides evenly across the towers"
@@ -174,7 +176,7 @@ class _Replicator:
         for v in self.variables:
             node = self.g.node(v)
             if not self.replicated:
-                target = self.ps_device or first
+                target = self.ps_device or (self.ctx.ps_devices or [first])[0]
             elif v in self.state or not node.device:
                 target = first
             else:
