@@ -10,7 +10,7 @@ from tensorflow.python.framework import dtypes
 
 from . import gradients, opdefs
 from .errors import InvalidGraphError
-from .ir import names
+from .ir import names, verify
 from .ir.graph import Graph
 
 INPUT_OPS = ("Placeholder", "PlaceholderWithDefault")
@@ -108,11 +108,11 @@ def analyze(graph: Graph) -> TrainingGraph:
         InvalidGraphError: unknown op types, no optimizer apply ops (an inference graph), no
             variables, or an update graphpass cannot map to a variable.
     """
+    verify.validate_input(graph)
     variables: dict[str, Variable] = {}
     for node in graph.nodes():
-        opdefs.op_def(node.op, node.name)
         if opdefs.is_variable_op(node.op):
-            dtype = node.attr["dtype"].type
+            dtype = opdefs.attr(node, "dtype").type
             variables[node.name] = Variable(
                 node.name, node.op, dtype, _shape_of(node), opdefs.is_resource_variable_op(node.op)
             )

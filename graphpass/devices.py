@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from tensorflow.python.framework.device_spec import DeviceSpecV2
@@ -10,6 +11,7 @@ from . import opdefs
 from .errors import ConfigError
 
 DEVICE_TYPES = ("GPU", "CPU")
+MAX_DEVICES = 4096  # more towers than any cluster has: a typo, not a plan
 
 
 def canonical(device: str) -> str:
@@ -39,25 +41,33 @@ def parse_devices(
     Raises:
         ConfigError: a count below 1, an unknown device type, a malformed or repeated name.
     """
+    if not isinstance(device_type, str) or device_type.upper() not in DEVICE_TYPES:
+        raise ConfigError(f"device type {device_type!r} is not one of {', '.join(DEVICE_TYPES)}")
     dtype = device_type.upper()
-    if dtype not in DEVICE_TYPES:
-        raise ConfigError(f"device type '{device_type}' is not one of {', '.join(DEVICE_TYPES)}")
-    if isinstance(spec, bool):
-        raise ConfigError("devices must be a count or a list of device names")
-    if isinstance(spec, str) and spec.strip().lstrip("-").isdigit():
+    if isinstance(spec, bool) or not isinstance(spec, (int, str, list, tuple)):
+        raise ConfigError(f"devices must be a count or a list of device names, not {spec!r}")
+    if isinstance(spec, str) and re.fullmatch(r"\s*-?[0-9]+\s*", spec):
         spec = int(spec)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers must be at least 1 (got {workers})")
     if isinstance(spec, int):
         if spec < 1:
             raise ConfigError(f"--devices must be at least 1 (got {spec})")
+        if spec * (workers or 1) > MAX_DEVICES:
+            raise ConfigError(
+                f"{spec * (workers or 1)} devices is more than graphpass supports ({MAX_DEVICES})"
+            )
         if workers is not None:
             return [f"/job:worker/task:{t}/device:{dtype}:{d}" for t in range(workers) for d in range(spec)]
         return [f"/device:{dtype}:{i}" for i in range(spec)]
     if workers is not None:
         raise ConfigError("--workers goes with a device count (--devices N), not a list of devices")
     items = [s for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    if not all(isinstance(s, str) for s in items):
+        raise ConfigError(f"device names must be strings, got {items!r}")
     items = [s.strip() for s in items if s.strip()]
+    if len(items) > MAX_DEVICES:
+        raise ConfigError(f"{len(items)} devices is more than graphpass supports ({MAX_DEVICES})")
     if not items:
         raise ConfigError("no devices given")
     devices = [canonical(d) for d in items]

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped, so a message naming user text
+    (a YAML key, a node name) stays one line."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
 class GraphpassError(Exception):
-    """Base class of every error graphpass raises on purpose."""
+    """Base class of every error graphpass raises on purpose; its message is always one line."""
 
     exit_code = 2
+
+    def __init__(self, message: str = ""):
+        super().__init__(one_line(message))
 
 
 class InvalidGraphError(GraphpassError):

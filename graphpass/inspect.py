@@ -146,13 +146,17 @@ def _rewritten(graph_def) -> dict:
 
 
 def _var_bytes(node) -> int:
-    dims = [d.size for d in node.attr["shape"].shape.dim]
-    if node.attr["shape"].shape.unknown_rank or any(d < 0 for d in dims):
+    shape = node.attr.get("shape")
+    dtype = node.attr.get("dtype")
+    if shape is None or dtype is None or shape.shape.unknown_rank:
+        return 0
+    dims = [d.size for d in shape.shape.dim]
+    if any(d < 0 for d in dims):
         return 0
     n = 1
     for d in dims:
         n *= d
-    return n * dtypes.as_dtype(node.attr["dtype"].type).size
+    return n * dtypes.as_dtype(dtype.type).size
 
 
 ALGORITHM_MARKS = (

@@ -28,8 +28,14 @@ def load_graph(path: str | os.PathLike) -> GraphDef:
     Raises:
         InvalidGraphError: the file is missing, empty, a SavedModel directory or not a GraphDef.
     """
+    if "\0" in str(path):
+        raise InvalidGraphError(f"{str(path)!r} is not a usable path (it contains a NUL byte)")
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as e:
+        raise InvalidGraphError(f"{path}: cannot use this path ({e.strerror})") from None
+    if is_dir:
         if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
             raise InvalidGraphError(
                 f"{path} is a SavedModel directory; graphpass reads a GraphDef: export one with "

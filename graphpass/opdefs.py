@@ -123,18 +123,31 @@ def written_inputs(op_type: str) -> tuple[int, ...]:
     )
 
 
+def attr(node, name: str):
+    """`node`'s attr `name`, or its OpDef default when the exporter stripped it (never inserts an
+    empty value into the node, as `node.attr[name]` would)."""
+    value = node.attr.get(name)
+    if value is not None:
+        return value
+    d = _op_def(node.op)
+    for a in d.attr if d is not None else ():
+        if a.name == name and a.HasField("default_value"):
+            return a.default_value
+    raise InvalidGraphError(f"node '{node.name}' ({node.op}) lacks attr '{name}', which has no default")
+
+
 def _arg_count(arg, node) -> int:
     if arg.number_attr:
-        return node.attr[arg.number_attr].i
+        return attr(node, arg.number_attr).i
     if arg.type_list_attr:
-        return len(node.attr[arg.type_list_attr].list.type)
+        return len(attr(node, arg.type_list_attr).list.type)
     return 1
 
 
 def _arg_types(arg, node) -> list[int]:
     if arg.type_list_attr:
-        return list(node.attr[arg.type_list_attr].list.type)
-    t = node.attr[arg.type_attr].type if arg.type_attr else arg.type
+        return list(attr(node, arg.type_list_attr).list.type)
+    t = attr(node, arg.type_attr).type if arg.type_attr else arg.type
     return [t] * _arg_count(arg, node)
 
 

@@ -45,6 +45,12 @@ class Pipeline:
     passes: list[Pass]
     source: str = "<rules>"
 
+    def __post_init__(self) -> None:
+        if not self.passes or self.passes[0].name != "replicate":
+            raise ConfigError(f"{self.source}: a pipeline starts with the 'replicate' pass")
+        if any(p.name == "replicate" for p in self.passes[1:]):
+            raise ConfigError(f"{self.source}: 'replicate' may appear only once")
+
     @classmethod
     def load(cls, rules: str | Path = DEFAULT_RULES) -> Pipeline:
         """A preset name from rules/ or a path to a YAML file.
@@ -55,16 +61,20 @@ class Pipeline:
         """
         text_rules = str(rules)
         path = Path(text_rules)
-        if path.suffix in (".yaml", ".yml") or path.is_file() or "/" in text_rules:
-            if not path.is_file():
-                raise ConfigError(f"rules file {path} does not exist")
+        try:
+            is_file = "\0" not in text_rules and path.is_file()
+        except OSError:
+            is_file = False
+        if path.suffix in (".yaml", ".yml") or is_file or "/" in text_rules:
+            if not is_file:
+                raise ConfigError(f"rules file {text_rules!r} does not exist")
             try:
                 text = path.read_text()
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError(f"cannot read rules file {path}: {e}") from None
             return cls.from_yaml(text, str(path))
         preset = presets_dir() / f"{text_rules}.yaml"
-        if not preset.is_file():
+        if text_rules not in preset_names():
             raise ConfigError(
                 f"unknown rules '{text_rules}'; presets: {', '.join(preset_names())} "
                 "(or give a path to a .yaml file)"
@@ -75,6 +85,8 @@ class Pipeline:
     def from_yaml(cls, text: str, source: str = "<rules>") -> Pipeline:
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except RecursionError:
+            raise ConfigError(f"{source}: the rules are nested too deeply") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"{source}:{mark.line + 1}" if mark else source

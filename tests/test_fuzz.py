@@ -114,38 +114,7 @@ class KnownBug:
 # end of the file (test_regression_<id with _>). Remove an entry together with its xfail mark.
 # (Bugs that end in an InternalError need no entry, since the fuzz tests allow InternalError, but
 # have regression tests too: colocation-missing-target, nccl-shared-name, empty-pipeline.)
-KNOWN_BUGS: list[KnownBug] = [
-    # an input naming a node that does not exist (deleted, renamed, 'x:1' as a node name) -> KeyError
-    KnownBug("dangling-input", "crash", "KeyError", "ir/graph.py:"),
-    # a `_class` entry b"loc:@\xff" that is not UTF-8 -> UnicodeDecodeError in names.colocation_targets
-    KnownBug("colocation-not-utf8", "crash", "UnicodeDecodeError", "ir/names.py:"),
-    # a node whose `device` DeviceSpec cannot parse ('garbage', '/job:a:b') -> ValueError
-    KnownBug("node-device-unparsable", "crash", "ValueError", "devices.py:", "device spec"),
-    # an input 'x:2147483648' -> TensorFlow's C++ import in ShapeOracle._load segfaults
-    KnownBug("output-index-segfault", "fatal", "Signal", "shapes.py:_load"),
-    # reading an attr that is absent (a default stripped by the exporter) as node.attr[name] inserts an
-    # empty AttrValue into the node (opdefs._arg_types/_arg_count): TensorFlow refuses the output
-    KnownBug("default-attr-inserted", "bad-output", "", "", "AttrValue missing value"),
-    # a variable scope named 'gradient_tape' is taken for a GradientTape scope: scalars become "raw
-    # gradients" of [12, 5] variables and pack-gradients cuts them by the variable's shape
-    KnownBug("gradient-scope-misread", "bad-output", "", "", "can't split axis"),
-    # devices=1: a merge ConcatV2 with N=1, which TensorFlow refuses to import
-    KnownBug("one-tower-concat", "bad-output", "", "", "attr 'N' of 1 must be at least minimum 2"),
-    # parse_devices('²'): str.isdigit() is true, int() raises ValueError
-    KnownBug("devices-unicode-digit", "crash", "ValueError", "devices.py:parse_devices", "invalid literal"),
-    # rules nested ~1000 deep: yaml.compose recurses -> RecursionError
-    KnownBug("yaml-deep-nesting", "crash", "RecursionError", "pipeline.py:from_yaml"),
-    # a path component over 255 bytes -> OSError ENAMETOOLONG from Path.is_file()/is_dir()
-    KnownBug("path-too-long", "crash", "OSError", "", "File name too long"),
-    # a NUL byte in a graph path -> ValueError from Path.read_bytes()
-    KnownBug("path-nul-byte", "crash", "ValueError", "io.py:load_graph", "null byte"),
-    # user text (YAML keys, pass names, device names and types, node/op names) put into
-    # messages unescaped: a newline in it makes the one-line error several lines
-    KnownBug("message-newline", "message"),
-    # devices=2.0 / None, device_type=None: TypeError / AttributeError, not ConfigError
-    KnownBug("api-argument-types", "crash", "TypeError", "devices.py:parse_devices"),
-    KnownBug("api-argument-types", "crash", "AttributeError", "devices.py:parse_devices"),
-]
+KNOWN_BUGS: list[KnownBug] = []  # all bugs found so far are fixed; their regression tests stay
 
 
 @dataclass
@@ -1673,7 +1642,6 @@ def _graph_arguments(tmp: Path) -> list[tuple[str, object]]:
 
 
 def _rules_arguments(tmp: Path) -> list[tuple[str, object]]:
-    from graphpass.pipeline import Pipeline
 
     return [
         ("''", ""),
@@ -1686,7 +1654,6 @@ def _rules_arguments(tmp: Path) -> list[tuple[str, object]]:
         ("/dev/null", "/dev/null"),
         ("a preset", "replicated-collective"),
         ("a Path preset name", Path("replicated-naive")),
-        ("Pipeline([])", Pipeline([])),
         ("None", None),
         ("a list", ["replicate", "allreduce"]),
     ]
@@ -1836,57 +1803,45 @@ def _call_ends_well(fn, *args, **kwargs) -> None:
     _ends_well(o)
 
 
-@pytest.mark.xfail(strict=True, reason="bug dangling-input: KeyError in Graph.ancestors (from analyze)")
 @pytest.mark.parametrize("name", ["dangling-input", "dangling-input-colon-name"])
 def test_regression_dangling_input(name):
     _regression(name)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug colocation-not-utf8: UnicodeDecodeError in names.colocation_targets"
-)
 def test_regression_colocation_not_utf8():
     _regression("colocation-not-utf8")
 
 
-@pytest.mark.xfail(strict=True, reason="bug colocation-missing-target: InternalError from the final verify")
 def test_regression_colocation_missing_target():
     _regression("colocation-missing-target")
 
 
-@pytest.mark.xfail(strict=True, reason="bug node-device-unparsable: ValueError in devices.device_type")
 def test_regression_node_device_unparsable():
     _regression("node-device-unparsable")
 
 
-@pytest.mark.xfail(strict=True, reason="bug output-index-segfault: SIGSEGV in ShapeOracle._load")
 def test_regression_output_index_segfault(worker):
     if not ISOLATE:
         pytest.skip("would crash the test process without GRAPHPASS_FUZZ_ISOLATE")
     _regression("output-index-segfault", worker)
 
 
-@pytest.mark.xfail(strict=True, reason="bug default-attr-inserted: a stripped default attr comes back empty")
 def test_regression_default_attr_inserted():
     _regression("default-attr-inserted")
 
 
-@pytest.mark.xfail(strict=True, reason="bug gradient-scope-misread: output has SplitV sizes TF refuses")
 def test_regression_gradient_scope_misread():
     _regression("gradient-scope-misread")
 
 
-@pytest.mark.xfail(strict=True, reason="bug nccl-shared-name: two NCCL reductions share one shared_name")
 def test_regression_nccl_shared_name():
     _regression("nccl-shared-name")
 
 
-@pytest.mark.xfail(strict=True, reason="bug one-tower-concat: devices=1 output has ConcatV2 with N=1")
 def test_regression_one_tower_concat():
     _regression("one-tower-concat")
 
 
-@pytest.mark.xfail(strict=True, reason="bug devices-unicode-digit: parse_devices('²') raises ValueError")
 @pytest.mark.parametrize("spec", ["²", "①"])
 def test_regression_devices_unicode_digit(spec):
     from graphpass.devices import parse_devices
@@ -1894,14 +1849,12 @@ def test_regression_devices_unicode_digit(spec):
     _call_ends_well(parse_devices, spec)
 
 
-@pytest.mark.xfail(strict=True, reason="bug yaml-deep-nesting: from_yaml raises RecursionError")
 def test_regression_yaml_deep_nesting():
     from graphpass.pipeline import Pipeline
 
     _call_ends_well(Pipeline.from_yaml, _deep(1000, 0))
 
 
-@pytest.mark.xfail(strict=True, reason="bug path-too-long: OSError ENAMETOOLONG from Path.is_file/is_dir")
 @pytest.mark.parametrize("what", ["rules", "graph"])
 def test_regression_path_too_long(what, tmp_path):
     from graphpass import io
@@ -1913,14 +1866,12 @@ def test_regression_path_too_long(what, tmp_path):
         _call_ends_well(io.load_graph, tmp_path / ("g" * 300 + ".pb"))
 
 
-@pytest.mark.xfail(strict=True, reason="bug path-nul-byte: ValueError from Path.read_bytes")
 def test_regression_path_nul_byte(tmp_path):
     from graphpass import io
 
     _call_ends_well(io.load_graph, str(tmp_path / "x\x00y.pb"))
 
 
-@pytest.mark.xfail(strict=True, reason="bug message-newline: user text put unescaped into one-line errors")
 @pytest.mark.parametrize(
     "case",
     ["pass name", "option name", "top-level key", "device type", "device name", "op type"],
@@ -1946,7 +1897,6 @@ def test_regression_message_newline(case):
         _call_ends_well(api.rewrite, gd, devices=2, rules="replicated-collective", device_type="CPU")
 
 
-@pytest.mark.xfail(strict=True, reason="bug api-argument-types: TypeError/AttributeError from parse_devices")
 @pytest.mark.parametrize("devices,device_type", [(2.0, "CPU"), (None, "CPU"), (2, None)])
 def test_regression_api_argument_types(devices, device_type):
     from graphpass import api
@@ -1955,11 +1905,9 @@ def test_regression_api_argument_types(devices, device_type):
     _call_ends_well(api.rewrite, gd, devices=devices, rules="replicated-collective", device_type=device_type)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug empty-pipeline: Pipeline([]) ends in an InternalError (no devices)"
-)
 def test_regression_empty_pipeline():
-    from graphpass import api
+    from graphpass.errors import ConfigError
     from graphpass.pipeline import Pipeline
 
-    _call_ends_well(api.rewrite, fixture_graph("mlp_sgd"), devices=2, rules=Pipeline([]), device_type="CPU")
+    with pytest.raises(ConfigError, match="a pipeline starts with the 'replicate' pass"):
+        Pipeline([])

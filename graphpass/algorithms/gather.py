@@ -18,6 +18,8 @@ def build_gather(b: Builder) -> list[str]:
         dev = b.device(b.ordinal % b.k)
     else:
         dev = b.ctx.graph.node(b.red.outputs[0]).device or b.device(0)
+    if len(parts) == 1:
+        return [b.identity(None, parts[0], dev, "gathered")] * len(b.red.outputs)
     axis = b.const(None, "axis", 0, types_pb2.DT_INT32, dev)
     total = b.add(
         None,

@@ -58,7 +58,11 @@ def colocation_targets(node) -> list[str]:
     attr = node.attr.get(COLOCATION_ATTR)
     if attr is None:
         return []
-    return [s[len(COLOCATION_PREFIX) :].decode() for s in attr.list.s if s.startswith(COLOCATION_PREFIX)]
+    return [
+        s[len(COLOCATION_PREFIX) :].decode("utf-8", "replace")
+        for s in attr.list.s
+        if s.startswith(COLOCATION_PREFIX)
+    ]
 
 
 def set_colocation(node, targets: list[str]) -> None:

@@ -3,15 +3,57 @@ every node placed, collective groups consistent across towers, gradient packs an
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import numpy as np
 from tensorflow.python.framework import tensor_util
+from tensorflow.python.framework.device_spec import DeviceSpecV2
 
 from .. import opdefs
 from ..errors import InternalError, InvalidGraphError
 from . import names
 from .graph import Graph
+
+NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")  # TensorFlow's rule for op names
+
+
+def validate_input(graph: Graph) -> None:
+    """Refuse a malformed input graph with one InvalidGraphError naming the node: names TensorFlow
+    would reject, op types it does not know, inputs that name no node or no such output,
+    colocation with missing nodes, device strings that do not parse. Runs before anything hands
+    the graph to TensorFlow (whose importer crashes on some of these)."""
+    outputs: dict[str, int] = {}
+    devices: dict[str, bool] = {}
+    for node in graph.nodes():
+        if not NODE_NAME.match(node.name):
+            raise InvalidGraphError(f"node name {node.name!r} is not a valid TensorFlow op name")
+        opdefs.op_def(node.op, node.name)
+        for ref in node.input:
+            r = names.parse(ref)
+            if r.node not in graph:
+                raise InvalidGraphError(f"node '{node.name}' reads '{ref}', which is not in the graph")
+            if r.index > 0:
+                if r.node not in outputs:
+                    outputs[r.node] = len(opdefs.output_types(graph.node(r.node)))
+                if r.index >= outputs[r.node]:
+                    raise InvalidGraphError(
+                        f"node '{node.name}' reads output {r.index} of '{r.node}', which has "
+                        f"{outputs[r.node]} outputs"
+                    )
+        for target in names.colocation_targets(node):
+            if target not in graph:
+                raise InvalidGraphError(
+                    f"node '{node.name}' is colocated (_class) with '{target}', which is not in the graph"
+                )
+        if node.device and node.device not in devices:
+            try:
+                DeviceSpecV2.from_string(node.device)
+                devices[node.device] = True
+            except (ValueError, TypeError):
+                raise InvalidGraphError(
+                    f"node '{node.name}' has device {node.device!r}, which is not a device name"
+                ) from None
 
 
 def check(graph: Graph, devices: bool = True) -> None:

@@ -217,8 +217,8 @@ class _Replicator:
                 self._check_free(name)
                 node = self.rw.clone(src, name, [], device="")
                 if "shared_name" in node.attr and opdefs.is_resource_variable_op(node.op):
-                    shared = node.attr["shared_name"].s.decode() or v
-                    node.attr["shared_name"].CopyFrom(str_attr(names.tower_name(i, shared)))
+                    shared = node.attr["shared_name"].s or v.encode()
+                    node.attr["shared_name"].CopyFrom(str_attr(f"tower{i}/".encode() + shared))
                 self._remap_colocation(name, i)
                 dev = self._group_device(v, self.devices[i])
                 self.rw.set_device(name, dev)
@@ -366,7 +366,7 @@ class _Replicator:
                     del node.attr[OUTPUT_SHAPES]
                 for key in PER_TOWER_NAME_ATTRS:
                     if key in node.attr and node.attr[key].s:
-                        node.attr[key].s = names.tower_name(i, node.attr[key].s.decode()).encode()
+                        node.attr[key].s = f"tower{i}/".encode() + node.attr[key].s
                 self._remap_colocation(name, i, region)
 
     def _map_input(self, ref: str, consumer: str, i: int, region: set[str]) -> str:
@@ -441,13 +441,22 @@ class _Replicator:
             self.sinks[t] = outs
 
     def _register_reductions(self) -> None:
+        keys: set[str] = set()
         for t, grad in self.raw.items():
             producer, index = names.node_of(t), names.parse(t).index
             var = self.variables[grad.variable]
             shape = var.shape if grad.kind == "dense" and var.num_elements is not None else None
+            if shape is not None:
+                self._check_gradient_shape(t, grad.variable, shape)
+            key = base = self._sink_key(grad)
+            n = 0
+            while key in keys:  # one variable, several gradients (two losses, two optimizers)
+                n += 1
+                key = f"{base}_{n}"
+            keys.add(key)
             self.ctx.pending.append(
                 Reduction(
-                    key=self._sink_key(grad),
+                    key=key,
                     inputs=[names.tensor(names.tower_name(i, producer), index) for i in range(self.k)],
                     outputs=self.sinks[t],
                     dtype=opdefs.output_dtype(self.g.node(producer), index),
@@ -455,6 +464,16 @@ class _Replicator:
                     variables=[grad.variable],
                     kind=grad.kind,
                 )
+            )
+
+    def _check_gradient_shape(self, t: str, var: str, shape: list[int]) -> None:
+        """A dense gradient has its variable's shape; if TensorFlow infers another, the gradient
+        was misread (a user scope taken for a gradient scope, say) and must not be reduced."""
+        static = self.ctx.shapes.shape(t)
+        if static is not None and None not in static and static != shape:
+            raise InvalidGraphError(
+                f"tensor '{t}', taken for the gradient of '{var}', has shape {static} but the "
+                f"variable has {shape}: graphpass cannot tell this graph's gradients apart"
             )
 
     # -- the global side -------------------------------------------------------------------
@@ -518,7 +537,7 @@ class _Replicator:
         copies = [names.tensor(names.tower_name(i, src), k) for i in range(self.k)]
         kind = self._merge_kind(t, dtype)
         rw = self.rw
-        if kind == "tower0":
+        if kind == "tower0" or self.k == 1:
             rw.add(name, "Identity", [copies[0]], {"T": type_attr(dtype)}, device)
         elif kind == "concat":
             axis = rw.const(rw.unique_name(f"{name}/axis"), 0, types_pb2.DT_INT32, device)
