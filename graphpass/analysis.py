@@ -187,6 +187,7 @@ def _describe_variables(graph, variables, updates, after_update, step) -> None:
     """
     upstream = graph.ancestors([u.name for u in updates], stop=lambda n: n in variables)
     read_by_applies = {n for n in upstream if n in variables}
+    reads_any_variable = graph.descendants(list(variables))
     for v in variables.values():
         if v.trainable:
             v.role = "trainable"
@@ -201,10 +202,11 @@ def _describe_variables(graph, variables, updates, after_update, step) -> None:
         for user in graph.users(v.name):
             node = graph.node(user)
             if v.name in _written(node):
+                values = [p for p in graph.input_nodes(user) if p != v.name]
                 if (
                     user not in after_update
                     and v.initializer is None
-                    and not _reads_variables(graph, node, variables, skip=v.name)
+                    and not any(p in reads_any_variable for p in values)
                 ):
                     v.initializer = user
             elif opdefs.takes_state_from(node, v.name) or node.op in PASS_THROUGH_OPS:
@@ -213,11 +215,6 @@ def _describe_variables(graph, variables, updates, after_update, step) -> None:
 
 def _written(node) -> set[str]:
     return {names.node_of(node.input[p]) for p in opdefs.written_inputs(node.op) if p < len(node.input)}
-
-
-def _reads_variables(graph: Graph, node, variables, skip: str) -> bool:
-    inputs = [names.node_of(r) for r in node.input if names.node_of(r) != skip]
-    return any(n in variables for n in graph.ancestors(inputs, stop=lambda n: n in variables))
 
 
 INT_TYPES = (types_pb2.DT_INT32, types_pb2.DT_INT64)
@@ -240,12 +237,15 @@ def _global_step(
 def _sinks(graph: Graph, region: set[str], required: list[str]) -> list[str]:
     """Nodes of `region` nobody reads that depend on every one of `required` and do something
     (no-ops, writes): the train ops. Reads of updated values left dangling are not."""
+    common: set[str] | None = None
+    for r in required:  # what runs after every update (each update's downstream is small)
+        after = graph.descendants([r])
+        common = after if common is None else common & after
     out = []
     for n in graph.names():
         node = graph.node(n)
-        if n in region and not graph.users(n) and (node.op == "NoOp" or opdefs.written_inputs(node.op)):
-            anc = graph.ancestors([n])
-            if all(r in anc for r in required):
+        if n in (common or ()) and n in region and not graph.users(n):
+            if node.op == "NoOp" or opdefs.written_inputs(node.op):
                 out.append(n)
     return out
 

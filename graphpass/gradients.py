@@ -110,7 +110,7 @@ def find_updates(graph: Graph, variables, backward: set[str]) -> list[Update]:
 
     Without a gradient scope (a hand-built graph) the optimizer apply ops are the updates.
     """
-    from_backward = _data_descendants(graph, backward) if backward else set()
+    from_backward = graph.descendants(backward, through_control=False) if backward else set()
     out = []
     for name in graph.names():
         node = graph.node(name)
@@ -137,22 +137,6 @@ def find_updates(graph: Graph, variables, backward: set[str]) -> list[Update]:
 
 def _has_index_input(graph: Graph, name: str) -> bool:
     return "indices" in opdefs.input_arg_positions(graph.node(name))
-
-
-def _data_descendants(graph: Graph, roots: set[str]) -> set[str]:
-    seen: set[str] = set()
-    stack = list(roots)
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        for user in graph.users(n):
-            if user not in seen and any(
-                not r.startswith("^") and names.node_of(r) == n for r in graph.node(user).input
-            ):
-                stack.append(user)
-    return seen
 
 
 def _gradient_inputs(graph: Graph, update: Update) -> list[str]:

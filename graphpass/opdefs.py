@@ -196,20 +196,33 @@ def _kernels(op_type: str):
     return tuple(kernels.get_registered_kernels_for_op(op_type).kernel)
 
 
+@functools.cache
+def _kernel_constraints(op_type: str, device_type: str) -> tuple[tuple[tuple[str, frozenset], ...], ...]:
+    """For each kernel of `op_type` on `device_type` (or DEFAULT): its (attr, allowed types) pairs."""
+    out = []
+    for k in _kernels(op_type):
+        if k.device_type in (device_type, "DEFAULT"):
+            out.append(
+                tuple(
+                    (c.name, frozenset(c.allowed_values.list.type))
+                    for c in k.constraint
+                    if c.allowed_values.list.type
+                )
+            )
+    return tuple(out)
+
+
 def has_kernel(node, device_type: str) -> bool:
     """Whether TensorFlow registers a kernel for `node` (with its attrs) on `device_type`."""
-    for k in _kernels(node.op):
-        if k.device_type not in (device_type, "DEFAULT"):
-            continue
-        ok = True
-        for c in k.constraint:
-            allowed = c.allowed_values.list
-            value = node.attr.get(c.name)
-            if value is None:
-                continue
-            if allowed.type and value.type not in allowed.type:
-                ok = False
+    kernels_ = _kernel_constraints(node.op, device_type)
+    if not kernels_:
+        return False
+    attrs = node.attr
+    for constraints in kernels_:
+        for name, allowed in constraints:
+            value = attrs.get(name)
+            if value is not None and value.type not in allowed:
                 break
-        if ok:
+        else:
             return True
     return False

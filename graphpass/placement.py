@@ -53,10 +53,13 @@ def move_variable(graph: Graph, rw: Rewriter, var: str, device: str) -> str:
     return dev
 
 
-def settle(graph: Graph, rw: Rewriter, default_device: str) -> None:
+def settle(graph: Graph, rw: Rewriter, default_device: str, skip=frozenset()) -> None:
     """Give colocated nodes their target's device and unplaced nodes `default_device` (or, for a
-    node reading a variable, the variable's device; for ops with no kernel there, the host)."""
+    node reading a variable, the variable's device; for ops with no kernel there, the host).
+    Nodes in `skip` were placed consistently when they were made."""
     for node in graph.nodes():
+        if node.name in skip:
+            continue
         targets = names.colocation_targets(node)
         if targets and targets[0] in graph and graph.node(targets[0]).device:
             if node.device != graph.node(targets[0]).device:

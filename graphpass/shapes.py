@@ -23,6 +23,11 @@ class ShapeOracle:
         self._c_ops: dict[str, object] = {}
         self._cache: dict[str, list[int | None] | None] = {}
 
+    @property
+    def source_bytes(self) -> bytes:
+        """The serialized input graph (taken before any pass changed it)."""
+        return self._data
+
     def _load(self) -> None:
         graph = tf.Graph()
         opts = c_api_util.ScopedTFImportGraphDefOptions()

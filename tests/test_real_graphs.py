@@ -214,3 +214,29 @@ def test_keras_resnet50_trains_on_two_towers():
             np.testing.assert_array_equal(value, values[name[len("tower1/") :]])
     for name, value in before.items():
         assert not np.array_equal(values[name], value), f"{name} was not updated"
+
+
+def test_scalar_placeholders_are_shared_not_copied():
+    """A scalar feed (learning rate, a scale) keeps its name and is read by every tower."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        scale = tf1.placeholder(tf.float32, [], name="scale")
+        lr = tf1.placeholder_with_default(0.1, [], name="lr")
+        w = tf1.get_variable("w", [3, 1], initializer=tf1.ones_initializer(), use_resource=True)
+        loss = tf.reduce_mean(tf.square(tf.matmul(x, w) * scale), name="loss")
+        tf1.train.GradientDescentOptimizer(lr).minimize(loss, name="train")
+        tf1.global_variables_initializer()
+    gd = graph.as_graph_def()
+    out = graphpass.rewrite(gd, devices=2, rules="replicated-collective", device_type="CPU")
+    names = {n.name: n for n in out.node}
+    assert names["scale"].op == "Placeholder" and "tower1/scale" not in names and "tower0/lr" not in names
+    batch = {"x": np.arange(12, dtype="float32").reshape(4, 3), "scale": np.float32(0.5)}
+    with Runner(gd) as single, Runner(out, 2) as multi:
+        for r in (single, multi):
+            r.run("init")
+            r.run("train", {**batch, "lr": np.float32(0.01)})
+        np.testing.assert_allclose(multi.variables(["w"])["w"], single.variables(["w"])["w"], rtol=1e-6)

@@ -135,3 +135,23 @@ def test_parameter_server_device_holds_every_variable(load_fixture):
     applies = [n for n in out.node if n.op == "ApplyAdam"]
     assert len(applies) == 4 and all(n.device == "/device:CPU:0" for n in applies)
     assert sum(n.op == "MatMul" for n in out.node if n.device == "/device:GPU:1") > 0
+
+
+@pytest.mark.parametrize(
+    "model,rules,k",
+    [
+        ("conv_momentum", "replicated-collective", 12),
+        ("lstm_v1", "ps-least-loaded", 4),
+        ("batchnorm", "replicated-hierarchical", 4),
+        ("embedding_adam", "replicated-ring", 3),
+    ],
+)
+def test_byte_template_towers_equal_planned_towers(load_fixture, monkeypatch, model, rules, k):
+    """Towers renamed from a template's bytes are exactly what building each one would give."""
+    from graphpass.passes import replicate
+
+    fx = load_fixture(model)
+    fast = serialize(graphpass.rewrite(fx.graph_def, devices=k, rules=rules))
+    monkeypatch.setattr(replicate, "BYTE_TEMPLATES", False)
+    slow = serialize(graphpass.rewrite(fx.graph_def, devices=k, rules=rules))
+    assert fast == slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 from tensorflow.core.framework import graph_pb2, node_def_pb2
@@ -20,7 +21,10 @@ class Graph:
     """Nodes of one GraphDef, addressable by name, kept in a stable (insertion) order.
 
     The NodeDefs are the protobuf messages themselves: reading them is free, and the
-    Rewriter is the only code that changes them, so the use maps below stay exact.
+    Rewriter is the only code that changes them. Each node's inputs are parsed once into
+    producer names (data and control separately) and cached until the Rewriter changes them;
+    the use maps are built from that cache, kept exact by the Rewriter, or dropped and rebuilt
+    after a bulk insertion.
     """
 
     def __init__(self, graph_def: GraphDef, copy: bool = True):
@@ -31,15 +35,21 @@ class Graph:
         self._source = graph_def
         self._nodes: dict[str, NodeDef] = {}
         for node in graph_def.node:
-            if not node.name:
+            name = node.name
+            if not name:
                 raise InvalidGraphError("the graph has a node with an empty name")
-            if node.name in self._nodes:
-                raise InvalidGraphError(f"the graph has two nodes named '{node.name}'")
-            self._nodes[node.name] = node
+            if name in self._nodes:
+                raise InvalidGraphError(f"the graph has two nodes named '{name}'")
+            self._nodes[name] = node
         self.library = graph_def.library
         self.versions = graph_def.versions
+        self._parsed: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._users: dict[str, dict[str, int]] | None = None
         self._coloc_users: dict[str, dict[str, int]] | None = None
+        self._extra: list[GraphDef] = []  # containers of nodes added in bulk (kept alive here)
+        # Nodes whose inputs are right by construction (renamed copies of a tower the verifier
+        # checks); any change to a node's inputs takes it off this list.
+        self._trusted: set[str] = set()
 
     # -- reading -------------------------------------------------------------------------
     def __contains__(self, name: str) -> bool:
@@ -69,24 +79,36 @@ class Graph:
     def inputs(self, name: str) -> list[names.Ref]:
         return [names.parse(r) for r in self._nodes[name].input]
 
+    def _producers(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(data producers, control producers) of node `name`, parsed once."""
+        cached = self._parsed.get(name)
+        if cached is None:
+            data, ctrl = [], []
+            for ref in self._nodes[name].input:
+                if ref[:1] == "^":
+                    ctrl.append(ref[1:])
+                else:
+                    data.append(names.node_of(ref))
+            cached = (tuple(data), tuple(ctrl))
+            self._parsed[name] = cached
+        return cached
+
     def input_nodes(self, name: str) -> list[str]:
         """Producers of `name`'s data and control inputs, in input order (with repeats)."""
-        return [names.node_of(r) for r in self._nodes[name].input]
+        data, ctrl = self._producers(name)
+        return list(data + ctrl)
+
+    def data_inputs(self, name: str) -> tuple[str, ...]:
+        return self._producers(name)[0]
 
     def users(self, name: str) -> list[str]:
         """Nodes that read `name` through a data or control input, in graph order."""
         users = self._use_map().get(name)
         return list(users) if users else []
 
-    def data_users(self, name: str) -> list[tuple[str, int, int]]:
-        """(consumer, input position, output index) for every data edge leaving `name`."""
-        out = []
-        for user in self.users(name):
-            for pos, ref in enumerate(self._nodes[user].input):
-                r = names.parse(ref)
-                if not r.control and r.node == name:
-                    out.append((user, pos, r.index))
-        return out
+    def data_users(self, name: str) -> list[str]:
+        """Nodes that read an output of `name` (not only a control edge)."""
+        return [u for u in self.users(name) if name in self._producers(u)[0]]
 
     def colocation_users(self, name: str) -> list[str]:
         """Nodes whose `_class` attribute names `name`."""
@@ -107,9 +129,13 @@ class Graph:
         users: dict[str, dict[str, int]] = {}
         coloc: dict[str, dict[str, int]] = {}
         for name, node in self._nodes.items():
-            for ref in node.input:
-                d = users.setdefault(names.node_of(ref), {})
-                d[name] = d.get(name, 0) + 1
+            data, ctrl = self._producers(name)
+            for p in data + ctrl:
+                d = users.get(p)
+                if d is None:
+                    users[p] = {name: 1}
+                else:
+                    d[name] = d.get(name, 0) + 1
             if names.COLOCATION_ATTR in node.attr:
                 for target in names.colocation_targets(node):
                     d = coloc.setdefault(target, {})
@@ -120,8 +146,9 @@ class Graph:
     def _link(self, node: NodeDef) -> None:
         if self._users is None:
             return
-        for ref in node.input:
-            d = self._users.setdefault(names.node_of(ref), {})
+        data, ctrl = self._producers(node.name)
+        for p in data + ctrl:
+            d = self._users.setdefault(p, {})
             d[node.name] = d.get(node.name, 0) + 1
         if names.COLOCATION_ATTR in node.attr:
             for target in names.colocation_targets(node):
@@ -129,19 +156,40 @@ class Graph:
                 d[node.name] = d.get(node.name, 0) + 1
 
     def _unlink(self, node: NodeDef) -> None:
-        if self._users is None:
-            return
-        for ref in node.input:
-            _dec(self._users, names.node_of(ref), node.name)
-        if names.COLOCATION_ATTR in node.attr:
-            for target in names.colocation_targets(node):
-                _dec(self._coloc_users, target, node.name)
+        if self._users is not None:
+            data, ctrl = self._producers(node.name)
+            for p in data + ctrl:
+                _dec(self._users, p, node.name)
+            if names.COLOCATION_ATTR in node.attr:
+                for target in names.colocation_targets(node):
+                    _dec(self._coloc_users, target, node.name)
+        self._parsed.pop(node.name, None)
+        self._trusted.discard(node.name)
 
     def _insert(self, node: NodeDef) -> None:
         if node.name in self._nodes:
             raise InternalError(f"a node named '{node.name}' already exists")
         self._nodes[node.name] = node
         self._link(node)
+
+    def _insert_many(
+        self, nodes: Iterable[NodeDef], container: GraphDef | None = None, trusted: bool = False
+    ) -> None:
+        """Add many nodes at once; the use maps are rebuilt when next needed. `trusted`: their
+        inputs are right by construction and the verifier may skip them."""
+        table = self._nodes
+        added = []
+        for node in nodes:
+            name = node.name
+            if name in table:
+                raise InternalError(f"a node named '{name}' already exists")
+            table[name] = node
+            added.append(name)
+        self._users = self._coloc_users = None
+        if container is not None:
+            self._extra.append(container)
+        if trusted:
+            self._trusted.update(added)
 
     def _delete(self, name: str) -> None:
         node = self._nodes.pop(name)
@@ -158,10 +206,8 @@ class Graph:
         indeg: dict[str, int] = {}
         succ: dict[str, list[str]] = {}
         for name in members:
-            node = self._nodes[name]
             count = 0
-            for ref in node.input:
-                p = names.node_of(ref)
+            for p in self.input_nodes(name):
                 if p not in members or self._nodes[p].op in BACK_EDGE_OPS:
                     continue
                 count += 1
@@ -182,13 +228,39 @@ class Graph:
             raise InvalidGraphError(f"the graph has a cycle through node(s) {', '.join(stuck)}")
         return out
 
+    def check_acyclic(self) -> None:
+        """Raise InvalidGraphError if the graph has a cycle other than loop back-edges (linear)."""
+        nodes = self._nodes
+        indeg = dict.fromkeys(nodes, 0)
+        succ: dict[str, list[str]] = {}
+        for name in nodes:
+            data, ctrl = self._producers(name)
+            for p in data + ctrl:
+                if nodes[p].op in BACK_EDGE_OPS:
+                    continue
+                indeg[name] += 1
+                succ.setdefault(p, []).append(name)
+        ready = deque(n for n, d in indeg.items() if d == 0)
+        seen = 0
+        while ready:
+            n = ready.popleft()
+            seen += 1
+            for s in succ.get(n, ()):
+                indeg[s] -= 1
+                if indeg[s] == 0:
+                    ready.append(s)
+        if seen != len(nodes):
+            stuck = sorted(n for n, d in indeg.items() if d > 0)[:5]
+            raise InvalidGraphError(f"the graph has a cycle through node(s) {', '.join(stuck)}")
+
     def ancestors(self, roots: Iterable[str], stop=None) -> set[str]:
         """Nodes reachable backwards from `roots` (included) over data and control edges.
 
         `stop(name)` true means: include the node but do not walk past it.
         """
         seen: set[str] = set()
-        stack = [r for r in roots]
+        stack = list(roots)
+        producers = self._producers
         while stack:
             n = stack.pop()
             if n in seen:
@@ -196,7 +268,9 @@ class Graph:
             seen.add(n)
             if stop is not None and stop(n):
                 continue
-            stack.extend(names.node_of(r) for r in self._nodes[n].input)
+            data, ctrl = producers(n)
+            stack.extend(data)
+            stack.extend(ctrl)
         return seen
 
     def descendants(self, roots: Iterable[str], through_control: bool = True) -> set[str]:
@@ -204,19 +278,15 @@ class Graph:
         seen: set[str] = set()
         stack = list(roots)
         users = self._use_map()
+        producers = self._producers
         while stack:
             n = stack.pop()
             if n in seen:
                 continue
             seen.add(n)
             for u in users.get(n, ()):
-                if u in seen:
-                    continue
-                if not through_control and not any(
-                    not r.startswith("^") and names.node_of(r) == n for r in self._nodes[u].input
-                ):
-                    continue
-                stack.append(u)
+                if u not in seen and (through_control or n in producers(u)[0]):
+                    stack.append(u)
         return seen
 
     def to_graph_def(self) -> GraphDef:

@@ -20,20 +20,23 @@ class Ref(NamedTuple):
 
 def parse(ref: str) -> Ref:
     """Parse an input string: "n" -> (n, 0), "n:2" -> (n, 2), "^n" -> control edge on n."""
-    if ref.startswith("^"):
+    if ref[:1] == "^":
         return Ref(ref[1:], -1, True)
     node, sep, idx = ref.rpartition(":")
-    if sep and idx.isdigit():
+    if sep and idx.isascii() and idx.isdigit():
         return Ref(node, int(idx), False)
     return Ref(ref, 0, False)
 
 
 def node_of(ref: str) -> str:
     """The node name an input string refers to."""
-    if ref.startswith("^"):
+    if ref[:1] == "^":
         return ref[1:]
-    node, sep, idx = ref.rpartition(":")
-    return node if sep and idx.isdigit() else ref
+    i = ref.rfind(":")
+    if i < 0:
+        return ref
+    idx = ref[i + 1 :]
+    return ref[:i] if idx.isascii() and idx.isdigit() else ref
 
 
 def tensor(node: str, index: int = 0) -> str:

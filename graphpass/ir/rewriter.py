@@ -162,32 +162,6 @@ class Rewriter:
         names.set_colocation(node, list(targets))
         self.graph._link(node)
 
-    def redirect_users(self, old: str, data_map, control_map=None, only: Iterable[str] | None = None) -> None:
-        """Point the users of node `old` elsewhere.
-
-        `data_map(user, output_index)` gives the new input string for a data edge; `control_map(user)`
-        gives the list of nodes a control edge on `old` becomes (default: drop it). `only`
-        restricts the rewrite to those users.
-        """
-        users = self.graph.users(old) if only is None else list(only)
-        for user in users:
-            node = self.graph.node(user)
-            new_inputs: list[str] = []
-            changed = False
-            for ref in node.input:
-                r = names.parse(ref)
-                if r.node != old:
-                    new_inputs.append(ref)
-                    continue
-                changed = True
-                if r.control:
-                    targets = control_map(user) if control_map else []
-                    new_inputs.extend(names.control(t) for t in targets)
-                else:
-                    new_inputs.append(data_map(user, r.index))
-            if changed:
-                self.set_inputs(user, new_inputs)
-
     def take(self, name: str) -> NodeDef:
         """Remove `name` although it is still read: the caller adds a node of the same name
         that gives the same outputs (a merge, say), so its readers stay as they are."""

@@ -4,7 +4,7 @@ every node placed, collective groups consistent across towers, gradient packs an
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import defaultdict, deque
 
 import numpy as np
 from tensorflow.python.framework import tensor_util
@@ -13,7 +13,7 @@ from tensorflow.python.framework.device_spec import DeviceSpecV2
 from .. import opdefs
 from ..errors import InternalError, InvalidGraphError
 from . import names
-from .graph import Graph
+from .graph import BACK_EDGE_OPS, Graph
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")  # TensorFlow's rule for op names
 
@@ -64,10 +64,6 @@ def check(graph: Graph, devices: bool = True) -> None:
         devices: also require every node to have a device (true once towers are placed).
     """
     check_edges(graph)
-    try:
-        graph.topo_order()
-    except InvalidGraphError as e:
-        raise InternalError(str(e)) from None
     if devices:
         check_devices(graph)
     check_collectives(graph)
@@ -75,30 +71,68 @@ def check(graph: Graph, devices: bool = True) -> None:
 
 
 def check_edges(graph: Graph) -> None:
-    """Every input names an existing node (and one of its outputs); data before control inputs."""
+    """Every input names an existing node (and one of its outputs); data before control inputs;
+    colocation targets exist; no cycles but loop back-edges. One pass over the inputs.
+
+    Nodes the graph marks trusted (renamed copies of a tower checked here) are skipped: their
+    edges mirror the checked tower's, so they can neither dangle nor close a cycle.
+    """
+    nodes = graph._nodes
+    trusted = graph._trusted
+    ops = {name: node.op for name, node in nodes.items()}
     outputs: dict[str, int] = {}
-    for node in graph.nodes():
-        seen_control = False
-        for ref in node.input:
-            r = names.parse(ref)
-            if r.node not in graph:
-                raise InternalError(f"node '{node.name}' reads '{ref}', which does not exist")
-            if r.control:
-                seen_control = True
-                continue
-            if seen_control:
-                raise InternalError(f"node '{node.name}' has a data input after a control input")
-            if r.index > 0:
-                if r.node not in outputs:
-                    outputs[r.node] = _num_outputs(graph.node(r.node))
-                if r.index >= outputs[r.node]:
-                    have = outputs[r.node]
-                    raise InternalError(
-                        f"node '{node.name}' reads output {r.index} of '{r.node}', which has {have}"
-                    )
-        for target in names.colocation_targets(node):
-            if target not in graph:
-                raise InternalError(f"node '{node.name}' is colocated with missing node '{target}'")
+    indegree: dict[str, int] = {}
+    successors: dict[str, list[str]] = defaultdict(list)
+    for name, node in nodes.items():
+        if name in trusted:
+            continue
+        refs = node.input
+        count = 0
+        data = True
+        for ref in refs:
+            if ref[0] == "^":
+                data = False
+                producer = ref[1:]
+                op = ops.get(producer)
+                if op is None:
+                    raise InternalError(f"node '{name}' reads '{ref}', which does not exist")
+            else:
+                if not data:
+                    raise InternalError(f"node '{name}' has a data input after a control input")
+                colon = ref.rfind(":")
+                producer = ref if colon < 0 else ref[:colon]
+                op = ops.get(producer)
+                if op is None:
+                    raise InternalError(f"node '{name}' reads '{ref}', which does not exist")
+                if colon >= 0:
+                    index = int(ref[colon + 1 :])
+                    have = outputs.get(producer)
+                    if have is None:
+                        have = outputs[producer] = _num_outputs(nodes[producer])
+                    if index >= have:
+                        raise InternalError(
+                            f"node '{name}' reads output {index} of '{producer}' (it has {have})"
+                        )
+            if op not in BACK_EDGE_OPS and producer not in trusted:
+                count += 1
+                successors[producer].append(name)
+        indegree[name] = count
+        if names.COLOCATION_ATTR in node.attr:
+            for target in names.colocation_targets(node):
+                if target not in nodes:
+                    raise InternalError(f"node '{name}' is colocated with missing node '{target}'")
+    ready = deque(n for n, d in indegree.items() if d == 0)
+    done = 0
+    while ready:
+        n = ready.popleft()
+        done += 1
+        for s in successors.get(n, ()):
+            indegree[s] -= 1
+            if indegree[s] == 0:
+                ready.append(s)
+    if done != len(indegree):
+        stuck = sorted(n for n, d in indegree.items() if d > 0)[:5]
+        raise InternalError(f"the graph has a cycle through node(s) {', '.join(stuck)}")
 
 
 def _num_outputs(node) -> int:

@@ -20,9 +20,11 @@ from tensorflow.core.framework import types_pb2
 
 from .. import devices as devmod
 from .. import gradients, opdefs, placement
+from ..analysis import INPUT_OPS
 from ..context import Reduction, RewriteContext
-from ..errors import ConfigError, InvalidGraphError
+from ..errors import ConfigError, InternalError, InvalidGraphError
 from ..ir import names
+from ..ir.graph import GraphDef, NodeDef
 from ..ir.rewriter import bool_attr, int_attr, str_attr, type_attr, type_list_attr
 from .base import Pass, PassResult, option
 
@@ -32,6 +34,9 @@ OUTPUT_SHAPES = "_output_shapes"
 # Names that identify a run-time object and must differ between towers: a v1 while loop's frame
 # (towers sharing a frame name would share one loop), and explicitly named stacks/TensorArrays.
 PER_TOWER_NAME_ATTRS = ("frame_name", "stack_name", "tensor_array_name")
+# Towers after the first of each digit count are renamed byte copies of a template tower (fast,
+# and safe when the input graph contains no "tower" string). Tests turn it off to compare.
+BYTE_TEMPLATES = True
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,11 @@ class _Replicator:
         self.sinks: dict[str, list[str]] = {}
         self.tower0_only: set[str] = set()
         self.tower_means: dict[str, str] = {}
+        self._hosts = {d: devmod.host_of(d) for d in self.devices}
+        self._types = {d: devmod.device_type(d) for d in self.devices}
+        self._kernel_ok: dict[tuple, bool] = {}
+        self._group_ok: dict[tuple, bool] = {}
+        self.cloned: set[str] = set()
         self.original = set(self.g.names())
         self.merge_needed: dict[str, set[int]] = {}
 
@@ -107,12 +117,14 @@ class _Replicator:
         g = self.g
 
         def excluded(n: str) -> bool:
-            """Shared by all towers: variables, the fed inputs, and persistent resources (stateful
-            ops without inputs: tables, queues, iterators). Every other op is copied per tower."""
+            """Shared by all towers: variables, placeholders (split or shared), and persistent
+            resources (stateful ops without inputs: tables, queues, iterators). Every other op is
+            copied per tower."""
             node = g.node(n)
             return (
                 n in self.variables
                 or n in self.batched
+                or node.op in INPUT_OPS  # feed points: a scalar (learning rate, flag) is shared
                 or (opdefs.is_stateful(node.op) and not any(not r.startswith("^") for r in node.input))
             )
 
@@ -139,7 +151,7 @@ class _Replicator:
         before_cut = g.ancestors(self.raw_nodes, stop=excluded)
         self.update = {n for n in region if n in after_cut and n not in before_cut}
         self.tower = region - self.update
-        self.order = g.topo_order(region)
+        self.order = [n for n in g.names() if n in region]  # graph order: copies keep it
         # Gradients that do not depend on the batch (or on replicas) are equal in every tower and
         # need no reduction; gathering them would even repeat sparse indices K times.
         self.raw = {
@@ -187,18 +199,14 @@ class _Replicator:
             self.ctx.variable_devices[v] = dev
 
     def _group_device(self, var: str, device: str) -> str:
-        return placement.group_device(self.g, placement.members(self.g, var), device)
-
-    def _tower_device(self, n: str, i: int) -> str:
-        node = self.g.node(n)
-        for ref in node.input:
-            p = names.node_of(ref)
-            if p in self.variables and not ref.startswith("^"):
-                return self._var_device(p, i)
-        dev = self.devices[i]
-        if node.device and devmod.device_type(node.device) == "CPU":
-            return devmod.host_of(dev)
-        return devmod.for_node(node, dev)
+        """`device`, or its host if something that must sit with `var` has no kernel there."""
+        key = (var, self._types.get(device) or devmod.device_type(device))
+        ok = self._group_ok.get(key)
+        if ok is None:
+            ok = self._group_ok[key] = (
+                placement.group_device(self.g, placement.members(self.g, var), device) == device
+            )
+        return device if ok else devmod.host_of(device)
 
     def _var_device(self, v: str, i: int) -> str:
         if v in self.state and i > 0:
@@ -351,50 +359,157 @@ class _Replicator:
         return assert_op.name
 
     # -- cloning ---------------------------------------------------------------------------
-    def _clone_towers(self) -> None:
+    def _plan_towers(self) -> None:
+        """Decide, once per region node, how every tower's copy reads its inputs and where it
+        runs. The plans keep the original NodeDefs, so the originals may leave the graph."""
         region = set(self.order)
+        self.plans = {n: (self.g.node(n), *self._plan(n, region)) for n in self.order}
+
+    def _clone_towers(self) -> None:
+        """Copy the region once per tower: tower 0 and a template tower per digit count through
+        the plans; the other towers, when safe, by renaming the template's bytes."""
+        region = set(self.order)
+        members = [n for n in self.order if n not in self.tower0_only]
+        fast = BYTE_TEMPLATES and self.k > 2 and b"tower" not in self.ctx.shapes.source_bytes
+        templates: dict[int, tuple[int, bytes]] = {}
         for i in range(self.k):
             self.ctx.progress.update("replicate: tower", i, self.k)
-            for n in self.order:
-                if i > 0 and n in self.tower0_only:
-                    continue
-                name = names.tower_name(i, n)
-                self._check_free(name)
-                inputs = [self._map_input(ref, n, i, region) for ref in self.g.node(n).input]
-                node = self.rw.clone(self.g.node(n), name, inputs, device=self._tower_device(n, i))
-                if OUTPUT_SHAPES in node.attr:
-                    del node.attr[OUTPUT_SHAPES]
-                for key in PER_TOWER_NAME_ATTRS:
-                    if key in node.attr and node.attr[key].s:
-                        node.attr[key].s = f"tower{i}/".encode() + node.attr[key].s
-                self._remap_colocation(name, i, region)
+            digits = len(str(i))
+            if i > 0 and fast and digits in templates:
+                self._clone_from_template(i, members, *templates[digits])
+                continue
+            nodes = self._clone_with_plans(i, self.order if i == 0 else members, region)
+            if i > 0 and fast:
+                templates[digits] = (i, self._template_bytes(nodes))
 
-    def _map_input(self, ref: str, consumer: str, i: int, region: set[str]) -> str:
+    # Input entries of a clone plan: a constant string, or a tuple rendered per tower.
+    _COPY, _SINK, _SHARD, _STATE, _MEAN = range(5)
+
+    def _plan(self, n: str, region: set[str]) -> tuple[list, tuple]:
+        """How node `n` is copied into any tower: its inputs and where it is placed."""
+        return [self._input_entry(ref, n, region) for ref in self.g.node(n).input], self._device_kind(n)
+
+    def _input_entry(self, ref: str, consumer: str, region: set[str]):
         r = names.parse(ref)
         p = r.node
+        pre = "^" if r.control else ""
+        suffix = f":{r.index}" if r.index > 0 else ""
         if not r.control and consumer in self.update and p in self.tower:
             t = names.tensor(p, r.index)
             if t in self.raw:
-                return self.sinks[t][i]
+                return (self._SINK, t)
             if p in self.data_dep:
                 self.merge_needed.setdefault(p, set()).add(r.index)
                 return ref  # batch-dependent tower tensor read by the update: the merged value
         if p in region:
             if p in self.tower0_only:
-                return str(names.Ref(names.tower_name(0, p), r.index, r.control))
+                return f"{pre}tower0/{p}{suffix}"
             if (
                 consumer in self.tower0_only
                 and self.shared_updates == "mean"
                 and p in self.data_dep
-                and not r.control
+                and not pre
             ):
-                return self._tower_mean(p, r.index)
-            return str(names.Ref(names.tower_name(i, p), r.index, r.control))
+                return (self._MEAN, p, r.index)
+            return (self._COPY, pre, p + suffix)
         if p in self.shards:
-            return names.control(self.shards[p]) if r.control else names.tensor(self.shards[p], i)
+            return (self._SHARD, pre, self.shards[p])
         if p in self.state:
-            return str(names.Ref(self.ctx.replicas[p][i], r.index, r.control))
+            return (self._STATE, pre, p, suffix)
         return ref
+
+    def _render(self, entry, i: int) -> str:
+        if type(entry) is str:
+            return entry
+        kind = entry[0]
+        if kind == self._COPY:
+            return f"{entry[1]}tower{i}/{entry[2]}"
+        if kind == self._SINK:
+            return self.sinks[entry[1]][i]
+        if kind == self._SHARD:
+            return entry[1] + entry[2] if entry[1] or i == 0 else f"{entry[2]}:{i}"
+        if kind == self._STATE:
+            return entry[1] + self.ctx.replicas[entry[2]][i] + entry[3]
+        return self._tower_mean(entry[1], entry[2])
+
+    def _device_kind(self, n: str) -> tuple:
+        node = self.g.node(n)
+        for p in self.g.data_inputs(n):
+            if p in self.variables:
+                return ("var", p)
+        if node.device and devmod.device_type(node.device) == "CPU":
+            return ("host",)
+        return ("tower", node)
+
+    def _device(self, kind: tuple, i: int) -> str:
+        if kind[0] == "var":
+            return self._var_device(kind[1], i)
+        dev = self.devices[i]
+        if kind[0] == "host":
+            return self._hosts[dev]
+        key = (id(kind[1]), self._types[dev])
+        ok = self._kernel_ok.get(key)
+        if ok is None:
+            ok = self._kernel_ok[key] = devmod.for_node(kind[1], dev) == dev
+        return dev if ok else self._hosts[dev]
+
+    def _clone_with_plans(self, i: int, members: list[str], region: set[str]) -> list:
+        prefix = f"tower{i}/"
+        out = []
+        for n in members:
+            src, inputs, kind = self.plans[n]
+            name = prefix + n
+            self._check_free(name)
+            node = NodeDef()
+            node.CopyFrom(src)
+            node.name = name
+            del node.input[:]
+            node.input.extend([self._render(e, i) for e in inputs])
+            node.device = self._device(kind, i)
+            attrs = node.attr
+            if OUTPUT_SHAPES in attrs:
+                del attrs[OUTPUT_SHAPES]
+            for key in PER_TOWER_NAME_ATTRS:
+                if key in attrs and attrs[key].s:
+                    attrs[key].s = prefix.encode() + attrs[key].s
+            if names.COLOCATION_ATTR in attrs:
+                targets = names.colocation_targets(node)
+                names.set_colocation(
+                    node,
+                    [
+                        prefix + t if t in region else self.ctx.replicas[t][i] if t in self.state else t
+                        for t in targets
+                    ],
+                )
+            out.append(node)
+        self.g._insert_many(out)
+        self.cloned.update(node.name for node in out)
+        return out
+
+    def _template_bytes(self, nodes: list) -> bytes:
+        """A tower's nodes, without devices, serialized: other towers are renamed copies of it."""
+        template = GraphDef()
+        template.node.extend(nodes)
+        for node in template.node:
+            node.device = ""
+        return template.SerializeToString()
+
+    def _clone_from_template(self, i: int, members: list[str], t: int, data: bytes) -> None:
+        """Tower i from template tower t (same number of digits, so every renamed string keeps
+        its length and the protobuf framing stays valid): rename, parse in C++, place."""
+        data = data.replace(f"tower{t}/".encode(), f"tower{i}/".encode())
+        for shard in self.shards.values():  # the shard a tower reads is an output index
+            data = data.replace(_input_field(f"{shard}:{t}"), _input_field(f"{shard}:{i}"))
+        copies = GraphDef.FromString(data)
+        if len(copies.node) != len(members):
+            raise InternalError(
+                f"tower {i}: the template copy has {len(copies.node)} nodes, not {len(members)}"
+            )
+        for node, n in zip(copies.node, members, strict=True):
+            node.device = self._device(self.plans[n][2], i)
+        self.g._insert_many(copies.node, container=copies, trusted=True)
+        prefix = f"tower{i}/"
+        self.cloned.update(prefix + n for n in members)
 
     def _tower_mean(self, p: str, k: int) -> str:
         """The element-wise mean of the towers' copies of output `k` of `p` (built once)."""
@@ -446,7 +561,7 @@ class _Replicator:
             producer, index = names.node_of(t), names.parse(t).index
             var = self.variables[grad.variable]
             shape = var.shape if grad.kind == "dense" and var.num_elements is not None else None
-            if shape is not None:
+            if shape is not None and self._scope_is_guess(t):
                 self._check_gradient_shape(t, grad.variable, shape)
             key = base = self._sink_key(grad)
             n = 0
@@ -466,6 +581,11 @@ class _Replicator:
                 )
             )
 
+    def _scope_is_guess(self, t: str) -> bool:
+        """Whether gradient `t` was told apart by a weak sign: a scope merely named
+        `gradient_tape`, or no gradient scope at all (tf.gradients' `<op>_grad` scopes are exact)."""
+        return "_grad/" not in names.node_of(t)
+
     def _check_gradient_shape(self, t: str, var: str, shape: list[int]) -> None:
         """A dense gradient has its variable's shape; if TensorFlow infers another, the gradient
         was misread (a user scope taken for a gradient scope, say) and must not be reduced."""
@@ -479,26 +599,39 @@ class _Replicator:
     # -- the global side -------------------------------------------------------------------
     def _rewire_global_users(self) -> None:
         """Global readers of region nodes: gradients -> reduced value, control -> every copy,
-        data -> merged value (built later under the original name)."""
+        data -> merged value (built later under the original name). Each reader is rewritten
+        once, however many region nodes it reads (a train op waits for thousands of updates)."""
         region = set(self.order)
         raw_sink = {names.node_of(t): sinks[0] for t, sinks in self.sinks.items()}
+        readers: dict[str, None] = {}
         for n in self.order:
-            towers = range(1) if n in self.tower0_only else range(self.k)
-            copies = [names.tower_name(i, n) for i in towers]
-            users = [u for u in self.g.users(n) if u not in region and u in self.original]
-            if users:
-                per_tower = n in self.dep or n in self.update
-                self.rw.redirect_users(
-                    n,
-                    lambda user, k, n=n, copies=copies: self._global_input(n, k, user, copies),
-                    lambda user, n=n, copies=copies, per_tower=per_tower: copies if per_tower else [n],
-                    only=users,
-                )
+            for user in self.g.users(n):
+                if user not in region and user in self.original:
+                    readers[user] = None
             for user in self.g.colocation_users(n):
                 if user not in region and user in self.original:
                     targets = names.colocation_targets(self.g.node(user))
+                    copies = self._copies(n)
                     new = [raw_sink.get(t, copies[0]) if t == n else t for t in targets]
                     self.rw.set_colocation(user, new)
+        for user in readers:
+            new_inputs: list[str] = []
+            for ref in self.g.node(user).input:
+                r = names.parse(ref)
+                if r.node not in region:
+                    new_inputs.append(ref)
+                elif r.control:
+                    per_tower = r.node in self.dep or r.node in self.update
+                    new_inputs.extend(
+                        names.control(c) for c in (self._copies(r.node) if per_tower else [r.node])
+                    )
+                else:
+                    new_inputs.append(self._global_input(r.node, r.index, user, self._copies(r.node)))
+            self.rw.set_inputs(user, new_inputs)
+
+    def _copies(self, n: str) -> list[str]:
+        towers = range(1) if n in self.tower0_only else range(self.k)
+        return [names.tower_name(i, n) for i in towers]
 
     def _global_input(self, n: str, k: int, user: str, copies: list[str]) -> str:
         """What global node `user` reads instead of output `k` of region node `n`."""
@@ -620,11 +753,27 @@ class _Replicator:
             self._make_replicas()
         self._split_inputs()
         self._make_sinks()
-        self._clone_towers()
+        self._plan_towers()
         self._register_reductions()
         if self.replicated:
             self._mirror_writes()
         self._rewire_global_users()
         self._merge_outputs()
         self._drop_originals()
-        placement.settle(self.g, self.rw, self.devices[0])
+        # The copies go in last, in bulk: everything above asks who reads the originals, and the
+        # use maps need no rebuild for that.
+        self._clone_towers()
+        placement.settle(self.g, self.rw, self.devices[0], skip=self.cloned)
+
+
+def _input_field(ref: str) -> bytes:
+    """How `ref` is encoded as one NodeDef.input entry (field 3, length-delimited)."""
+    data = ref.encode()
+    size, prefix = len(data), bytearray()
+    while True:
+        byte = size & 0x7F
+        size >>= 7
+        prefix.append(byte | (0x80 if size else 0))
+        if not size:
+            break
+    return b"\x1a" + bytes(prefix) + data
