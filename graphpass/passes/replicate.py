@@ -515,7 +515,7 @@ class _Replicator:
         """The element-wise mean of the towers' copies of output `k` of `p` (built once)."""
         t = names.tensor(p, k)
         if t not in self.tower_means:
-            dtype = opdefs.output_types(self.g.node(p))[k]
+            dtype = opdefs.output_types(self.plans[p][0])[k]  # the original may have left the graph
             name = self.rw.unique_name(f"{p}/tower_mean_{k}")
             self.tower_means[t] = self._mean_of(
                 name, [names.tensor(names.tower_name(i, p), k) for i in range(self.k)], dtype, "Mean"
