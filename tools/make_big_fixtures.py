@@ -1,0 +1,111 @@
+"""Build the large single-tower training graphs tools/bench.py measures, into build/bench/.
+
+    python tools/make_big_fixtures.py                  # resnet50, mid, deep100k
+    python tools/make_big_fixtures.py resnet50         # just one
+
+resnet50 is tf_keras' ResNet-50 (real model code, ~7k nodes); mid (~20k nodes) and deep100k
+(~100k nodes) are deep stacks of small dense layers on ref variables. Each graph gets a JSON sidecar
+naming its feeds, train op, loss and init op, and its trainable variables with their shapes.
+Builds are deterministic: the same bytes on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_fixtures import _dense, _xent  # noqa: E402  (the same layer code as the small fixtures)
+
+tf1 = tf.compat.v1
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "build" / "bench"
+SEED = 1234
+
+
+def resnet50():
+    """tf_keras ResNet-50 (resource variables), Momentum, global step; BatchNorm updates run with train."""
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(SEED)  # Keras draws its initializers' seeds from Python's random
+    images = tf1.placeholder(tf.float32, [None, 224, 224, 3], name="images")
+    labels = tf1.placeholder(tf.int64, [None], name="labels")
+    model = tf_keras.applications.ResNet50(
+        weights=None, input_tensor=images, classes=1000, classifier_activation=None
+    )
+    loss = _xent(model.output, labels)
+    updates = list(model.updates) + tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    step = tf1.train.get_or_create_global_step()
+    with tf.control_dependencies(updates):
+        train = tf1.train.MomentumOptimizer(0.1, 0.9).minimize(loss, global_step=step, name="train")
+    feeds = {"images": ([None, 224, 224, 3], "float32", None), "labels": ([None], "int64", 1000)}
+    return feeds, train, loss
+
+
+def deep_stack(layers: int, width: int = 16, classes: int = 10):
+    """`layers` tanh dense layers of `width` units on ref variables, Momentum, global step."""
+    tf1.disable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, width], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    h = x
+    for i in range(layers):
+        h = _dense(h, width, f"layer{i}", tf.nn.tanh)
+    loss = _xent(_dense(h, classes, "logits"), y)
+    step = tf1.train.get_or_create_global_step()
+    train = tf1.train.MomentumOptimizer(0.01, 0.9).minimize(loss, global_step=step, name="train")
+    feeds = {"x": ([None, width], "float32", None), "y": ([None], "int64", classes)}
+    return feeds, train, loss
+
+
+MODELS = {
+    "resnet50": resnet50,
+    "mid": lambda: deep_stack(480),
+    "deep100k": lambda: deep_stack(2430),
+}
+
+
+def build(name: str):
+    """(GraphDef, metadata) of model `name`, built in a fresh graph with a fixed seed."""
+    tf1.disable_eager_execution()
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1.enable_resource_variables()
+        tf1.set_random_seed(SEED)
+        feeds, train, loss = MODELS[name]()
+        init = tf1.global_variables_initializer()
+        trainable = [(v.op.name, v.shape.as_list()) for v in tf1.trainable_variables()]
+    meta = {
+        "feeds": {k: {"shape": s, "dtype": d, "classes": c} for k, (s, d, c) in feeds.items()},
+        "train_op": train.name,
+        "loss": loss.name,
+        "init": init.name,
+        "trainable": trainable,
+    }
+    return graph.as_graph_def(), meta
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(MODELS)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        print(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}", file=sys.stderr)
+        return 2
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        graph_def, meta = build(name)
+        meta["nodes"] = len(graph_def.node)
+        (OUT / f"{name}.pb").write_bytes(graph_def.SerializeToString(deterministic=True))
+        (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+        print(f"{name}: {len(graph_def.node)} nodes, {len(meta['trainable'])} trainable -> {OUT / name}.pb")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
