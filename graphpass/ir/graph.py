@@ -173,10 +173,15 @@ class Graph:
         self._link(node)
 
     def _insert_many(
-        self, nodes: Iterable[NodeDef], container: GraphDef | None = None, trusted: bool = False
+        self,
+        nodes: Iterable[NodeDef],
+        container: GraphDef | None = None,
+        trusted: bool = False,
+        link: bool = True,
     ) -> None:
-        """Add many nodes at once; the use maps are rebuilt when next needed. `trusted`: their
-        inputs are right by construction and the verifier may skip them."""
+        """Add many nodes at once. `link`: keep the use maps up to date (else they are rebuilt
+        when next needed: cheaper for a graph's worth of nodes). `trusted`: their inputs are
+        right by construction and the verifier may skip them."""
         table = self._nodes
         added = []
         for node in nodes:
@@ -185,7 +190,10 @@ class Graph:
                 raise InternalError(f"a node named '{name}' already exists")
             table[name] = node
             added.append(name)
-        self._users = self._coloc_users = None
+            if link:
+                self._link(node)
+        if not link:
+            self._users = self._coloc_users = None
         if container is not None:
             self._extra.append(container)
         if trusted:

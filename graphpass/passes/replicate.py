@@ -25,7 +25,7 @@ from ..context import Reduction, RewriteContext
 from ..errors import ConfigError, InternalError, InvalidGraphError
 from ..ir import names
 from ..ir.graph import GraphDef, NodeDef
-from ..ir.rewriter import bool_attr, int_attr, str_attr, type_attr, type_list_attr
+from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
 from .base import Pass, PassResult, option
 
 FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
@@ -214,31 +214,24 @@ class _Replicator:
         return self.ctx.variable_devices[v] or self.devices[0]
 
     # -- replicas of variables ---------------------------------------------------------------
-    def _make_replicas(self) -> None:
-        ordered = [v for v in self.g.names() if v in self.state]
-        for v in ordered:
+    def _plan_replicas(self) -> None:
+        """Name and place every replica now; the nodes are made with their tower (see run)."""
+        self.replica_order = [v for v in self.g.names() if v in self.state]
+        for v in self.replica_order:
             self.ctx.replicas[v] = [v] + [names.tower_name(i, v) for i in range(1, self.k)]
-        for v in ordered:
-            src = self.g.node(v)
             for i in range(1, self.k):
-                name = self.ctx.replicas[v][i]
-                self._check_free(name)
-                node = self.rw.clone(src, name, [], device="")
-                if "shared_name" in node.attr and opdefs.is_resource_variable_op(node.op):
-                    shared = node.attr["shared_name"].s or v.encode()
-                    node.attr["shared_name"].CopyFrom(str_attr(f"tower{i}/".encode() + shared))
-                self._remap_colocation(name, i)
-                dev = self._group_device(v, self.devices[i])
-                self.rw.set_device(name, dev)
-                self.ctx.variable_devices[name] = dev
+                self.ctx.variable_devices[self.ctx.replicas[v][i]] = self._group_device(v, self.devices[i])
 
-    def _mirror_writes(self) -> None:
+    def _plan_mirrors(self) -> None:
         """Writes to a replicated variable outside the training step (initializers, restores, user
-        assigns) also write every replica, with the same value, before the original runs."""
+        assigns) also write every replica, with the same value, before the original runs. The
+        originals get their control inputs now; the mirror nodes come with their tower."""
         region = set(self.order)
-        for v in list(self.ctx.replicas):
+        self.mirror_plans: list[tuple] = []
+        seen: set[str] = set()
+        for v in self.replica_order:
             for user in self.g.users(v):
-                if user in region or user not in self.original:
+                if user in region or user not in self.original or user in seen:
                     continue
                 node = self.g.node(user)
                 positions = opdefs.written_inputs(node.op)
@@ -249,39 +242,61 @@ class _Replicator:
                         f"node '{user}' ({node.op}) updates trainable variable '{v}' from tower data "
                         "outside an optimizer apply op; graphpass cannot keep replicas in sync"
                     )
-                mirrors = []
-                for i in range(1, self.k):
-                    name = names.tower_name(i, user)
-                    if name in self.g:
-                        continue
-                    inputs = [self._replica_ref(r, i) for r in node.input if not r.startswith("^")]
-                    self.rw.clone(node, name, inputs, device="")
-                    self._remap_colocation(name, i)
-                    self.rw.set_device(name, self._var_device(v, i))
-                    mirrors.append(name)
-                self.rw.add_control_inputs(user, mirrors)
+                seen.add(user)
+                data = [r for r in node.input if not r.startswith("^")]
+                self.mirror_plans.append((node, v, data))
+        for node, _, _ in self.mirror_plans:
+            self.rw.add_control_inputs(node.name, [names.tower_name(i, node.name) for i in range(1, self.k)])
+
+    def _tower_extras(self, i: int) -> list:
+        """Tower i's replicas and mirrored writes (i >= 1), as NodeDefs."""
+        out = []
+        for v in self.replica_order:
+            src = self.g.node(v)
+            node = self._copy(src, self.ctx.replicas[v][i], [], i)
+            if opdefs.is_resource_variable_op(src.op) and "shared_name" in src.attr:
+                node.attr["shared_name"].s = f"tower{i}/".encode() + (src.attr["shared_name"].s or v.encode())
+            node.device = self.ctx.variable_devices[node.name]
+            out.append(node)
+        for src, v, data in self.mirror_plans:
+            mirror = self._copy(
+                src, names.tower_name(i, src.name), [self._replica_ref(r, i) for r in data], i
+            )
+            mirror.device = self._var_device(v, i)
+            out.append(mirror)
+        return out
+
+    def _extras_devices(self, i: int) -> list[str]:
+        return [self.ctx.variable_devices[self.ctx.replicas[v][i]] for v in self.replica_order] + [
+            self._var_device(v, i) for _, v, _ in self.mirror_plans
+        ]
+
+    def _copy(self, src, name: str, inputs: list[str], i: int):
+        """A NodeDef like `src`, named `name`, reading `inputs`, colocated with tower i's copies."""
+        self._check_free(name)
+        node = NodeDef()
+        node.CopyFrom(src)
+        node.name = name
+        del node.input[:]
+        node.input.extend(inputs)
+        node.device = ""
+        if names.COLOCATION_ATTR in node.attr:
+            names.set_colocation(
+                node,
+                [self.ctx.replicas[t][i] if t in self.state else t for t in names.colocation_targets(node)],
+            )
+        return node
+
+    def _insert_placed(self, nodes: list, link: bool = True) -> None:
+        """Add nodes made in bulk, already on their final devices (settle leaves them be)."""
+        self.g._insert_many(nodes, link=link)
+        self.cloned.update(n.name for n in nodes)
 
     def _replica_ref(self, ref: str, i: int) -> str:
         r = names.parse(ref)
         if r.node in self.state:
             return str(names.Ref(self.ctx.replicas[r.node][i], r.index, r.control))
         return ref
-
-    def _remap_colocation(self, name: str, i: int, region: set[str] | None = None) -> None:
-        node = self.g.node(name)
-        targets = names.colocation_targets(node)
-        if not targets:
-            return
-        new = []
-        for t in targets:
-            if region is not None and t in region:
-                new.append(names.tower_name(i, t))
-            elif t in self.state:
-                new.append(self.ctx.replicas[t][i])
-            else:
-                new.append(t)
-        if new != targets:
-            self.rw.set_colocation(name, new)
 
     # -- inputs ----------------------------------------------------------------------------
     def _split_inputs(self) -> None:
@@ -378,7 +393,8 @@ class _Replicator:
             if i > 0 and fast and digits in templates:
                 self._clone_from_template(i, members, *templates[digits])
                 continue
-            nodes = self._clone_with_plans(i, self.order if i == 0 else members, region)
+            extras = self._tower_extras(i) if i > 0 and self.replicated else []
+            nodes = self._clone_with_plans(i, self.order if i == 0 else members, region, extras)
             if i > 0 and fast:
                 templates[digits] = (i, self._template_bytes(nodes))
 
@@ -453,9 +469,10 @@ class _Replicator:
             ok = self._kernel_ok[key] = devmod.for_node(kind[1], dev) == dev
         return dev if ok else self._hosts[dev]
 
-    def _clone_with_plans(self, i: int, members: list[str], region: set[str]) -> list:
+    def _clone_with_plans(self, i: int, members: list[str], region: set[str], extras: list) -> list:
+        """Tower i's replicas and mirrors (`extras`, made already) and its copies of `members`."""
         prefix = f"tower{i}/"
-        out = []
+        out = list(extras)
         for n in members:
             src, inputs, kind = self.plans[n]
             name = prefix + n
@@ -482,8 +499,7 @@ class _Replicator:
                     ],
                 )
             out.append(node)
-        self.g._insert_many(out)
-        self.cloned.update(node.name for node in out)
+        self._insert_placed(out, link=False)
         return out
 
     def _template_bytes(self, nodes: list) -> bytes:
@@ -501,15 +517,17 @@ class _Replicator:
         for shard in self.shards.values():  # the shard a tower reads is an output index
             data = data.replace(_input_field(f"{shard}:{t}"), _input_field(f"{shard}:{i}"))
         copies = GraphDef.FromString(data)
-        if len(copies.node) != len(members):
+        devices = (self._extras_devices(i) if self.replicated else []) + [
+            self._device(self.plans[n][2], i) for n in members
+        ]
+        if len(copies.node) != len(devices):
             raise InternalError(
-                f"tower {i}: the template copy has {len(copies.node)} nodes, not {len(members)}"
+                f"tower {i}: the template copy has {len(copies.node)} nodes, not {len(devices)}"
             )
-        for node, n in zip(copies.node, members, strict=True):
-            node.device = self._device(self.plans[n][2], i)
-        self.g._insert_many(copies.node, container=copies, trusted=True)
-        prefix = f"tower{i}/"
-        self.cloned.update(prefix + n for n in members)
+        for node, device in zip(copies.node, devices, strict=True):
+            node.device = device
+        self.g._insert_many(copies.node, container=copies, trusted=True, link=False)
+        self.cloned.update(node.name for node in copies.node)
 
     def _tower_mean(self, p: str, k: int) -> str:
         """The element-wise mean of the towers' copies of output `k` of `p` (built once)."""
@@ -750,13 +768,13 @@ class _Replicator:
         self._regions()
         self._place_variables()
         if self.replicated:
-            self._make_replicas()
+            self._plan_replicas()
         self._split_inputs()
         self._make_sinks()
         self._plan_towers()
         self._register_reductions()
         if self.replicated:
-            self._mirror_writes()
+            self._plan_mirrors()
         self._rewire_global_users()
         self._merge_outputs()
         self._drop_originals()
