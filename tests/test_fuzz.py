@@ -1911,3 +1911,18 @@ def test_regression_empty_pipeline():
 
     with pytest.raises(ConfigError, match="a pipeline starts with the 'replicate' pass"):
         Pipeline([])
+
+
+def test_regression_kept_node_colocated_with_dropped_one():
+    """Found by exploration: a kept original colocated with a dropped region node (InternalError)."""
+    from graphpass import api
+
+    graph, _ = mutate(
+        "embedding_adagrad",
+        [
+            ("duplicate_node", 3410, 73, 553),
+            ("duplicate_node", 3410, 73, 553),
+            ("duplicate_node", 649, 121, 583),
+        ],
+    )
+    _call_ends_well(api.rewrite, graph, devices=2, rules="ps-naive", device_type="GPU", verify_each=True)

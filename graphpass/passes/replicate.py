@@ -759,6 +759,13 @@ class _Replicator:
         for n in reversed(self.order):
             if n not in keep and n in self.g:
                 self.rw.take(n)
+        for n in keep:  # a kept node colocated with a dropped one goes with tower 0's copy of it
+            node = self.g.get(n)
+            if node is not None and names.COLOCATION_ATTR in node.attr:
+                targets = names.colocation_targets(node)
+                moved = [names.tower_name(0, t) if t in region and t not in keep else t for t in targets]
+                if moved != targets:
+                    self.rw.set_colocation(n, moved)
         for n in self.order:
             if n in keep and n not in self.merge_needed and (n in self.dep or n in self.update):
                 raise InvalidGraphError(f"node '{n}' is still read outside the towers after replication")
