@@ -109,6 +109,7 @@ def analyze(graph: Graph) -> TrainingGraph:
             variables, or an update graphpass cannot map to a variable.
     """
     verify.validate_input(graph)
+    graph.check_acyclic()
     variables: dict[str, Variable] = {}
     for node in graph.nodes():
         if opdefs.is_variable_op(node.op):

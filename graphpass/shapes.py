@@ -15,11 +15,14 @@ class ShapeOracle:
 
     Importing into a C++ graph runs TensorFlow's shape functions for every node; Python
     wrappers are made only for the nodes asked about, which keeps this cheap on big graphs.
+    `prepare(nodes)` imports only a subset closed under inputs (the ancestors of what will be
+    asked), which is cheaper still; asking about anything outside it imports the whole graph.
     """
 
     def __init__(self, graph_def):
         self._data = graph_def.SerializeToString()  # a snapshot: passes change the graph later
         self._graph = None
+        self._subset = False
         self._c_ops: dict[str, object] = {}
         self._cache: dict[str, list[int | None] | None] = {}
 
@@ -28,13 +31,27 @@ class ShapeOracle:
         """The serialized input graph (taken before any pass changed it)."""
         return self._data
 
-    def _load(self) -> None:
+    def prepare(self, nodes) -> None:
+        """Import only `nodes` (every input of each must be among them), if nothing is loaded yet."""
+        if self._graph is not None:
+            return
+        keep = set(nodes)
+        full = tf.compat.v1.GraphDef.FromString(self._data)
+        subset = tf.compat.v1.GraphDef()
+        subset.versions.CopyFrom(full.versions)
+        subset.library.CopyFrom(full.library)
+        subset.node.extend(n for n in full.node if n.name in keep)
+        self._load(subset.SerializeToString())
+        self._subset = True
+
+    def _load(self, data: bytes | None = None) -> None:
+        self._subset = False
         graph = tf.Graph()
         opts = c_api_util.ScopedTFImportGraphDefOptions()
         c_api.TF_ImportGraphDefOptionsSetPrefix(opts.options, "")
         c_api.TF_ImportGraphDefOptionsSetValidateColocationConstraints(opts.options, False)
         try:
-            with c_api_util.tf_buffer(self._data) as buf:
+            with c_api_util.tf_buffer(self._data if data is None else data) as buf:
                 c_api.TF_GraphImportGraphDefWithResults(graph._c_graph, buf, opts.options)
         except Exception as e:  # TensorFlow raises its own status errors here
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -46,9 +63,9 @@ class ShapeOracle:
         """Dims of tensor `ref` (None for an unknown dim), or None if even the rank is unknown."""
         if ref in self._cache:
             return self._cache[ref]
-        if self._graph is None:
-            self._load()
         node, index, _ = names.parse(ref)
+        if self._graph is None or (self._subset and node not in self._c_ops):
+            self._load()
         op = self._graph._create_op_from_tf_operation(self._c_ops[node])
         shape = op.outputs[index].shape
         result = None if shape.rank is None else [d for d in shape.as_list()]

@@ -22,38 +22,58 @@ def validate_input(graph: Graph) -> None:
     """Refuse a malformed input graph with one InvalidGraphError naming the node: names TensorFlow
     would reject, op types it does not know, inputs that name no node or no such output,
     colocation with missing nodes, device strings that do not parse. Runs before anything hands
-    the graph to TensorFlow (whose importer crashes on some of these)."""
+    the graph to TensorFlow (whose importer crashes on some of these). Parses every input once,
+    into the graph's cache."""
+    nodes = graph._nodes
     outputs: dict[str, int] = {}
-    devices: dict[str, bool] = {}
-    for node in graph.nodes():
-        if not NODE_NAME.match(node.name):
-            raise InvalidGraphError(f"node name {node.name!r} is not a valid TensorFlow op name")
-        opdefs.op_def(node.op, node.name)
+    devices: set[str] = set()
+    known_ops: set[str] = set()
+    for name, node in nodes.items():
+        if not NODE_NAME.match(name):
+            raise InvalidGraphError(f"node name {name!r} is not a valid TensorFlow op name")
+        if node.op not in known_ops:
+            opdefs.op_def(node.op, name)
+            known_ops.add(node.op)
+        data, ctrl = [], []
         for ref in node.input:
-            r = names.parse(ref)
-            if r.node not in graph:
-                raise InvalidGraphError(f"node '{node.name}' reads '{ref}', which is not in the graph")
-            if r.index > 0:
-                if r.node not in outputs:
-                    outputs[r.node] = len(opdefs.output_types(graph.node(r.node)))
-                if r.index >= outputs[r.node]:
-                    raise InvalidGraphError(
-                        f"node '{node.name}' reads output {r.index} of '{r.node}', which has "
-                        f"{outputs[r.node]} outputs"
-                    )
-        for target in names.colocation_targets(node):
-            if target not in graph:
-                raise InvalidGraphError(
-                    f"node '{node.name}' is colocated (_class) with '{target}', which is not in the graph"
+            if ref[:1] == "^":
+                producer, index = ref[1:], 0
+                ctrl.append(producer)
+            else:
+                colon = ref.rfind(":")
+                index = (
+                    int(ref[colon + 1 :])
+                    if colon >= 0 and ref[colon + 1 :].isascii() and (ref[colon + 1 :].isdigit())
+                    else 0
                 )
-        if node.device and node.device not in devices:
+                producer = ref[:colon] if index or (colon >= 0 and ref[colon + 1 :] == "0") else ref
+                data.append(producer)
+            if producer not in nodes:
+                raise InvalidGraphError(f"node '{name}' reads '{ref}', which is not in the graph")
+            if index > 0:
+                if producer not in outputs:
+                    outputs[producer] = len(opdefs.output_types(nodes[producer]))
+                if index >= outputs[producer]:
+                    raise InvalidGraphError(
+                        f"node '{name}' reads output {index} of '{producer}', which has "
+                        f"{outputs[producer]} outputs"
+                    )
+        graph._parsed[name] = (tuple(data), tuple(ctrl))
+        if names.COLOCATION_ATTR in node.attr:
+            for target in names.colocation_targets(node):
+                if target not in nodes:
+                    raise InvalidGraphError(
+                        f"node '{name}' is colocated (_class) with '{target}', which is not in the graph"
+                    )
+        device = node.device
+        if device and device not in devices:
             try:
-                DeviceSpecV2.from_string(node.device)
-                devices[node.device] = True
+                DeviceSpecV2.from_string(device)
             except (ValueError, TypeError):
                 raise InvalidGraphError(
-                    f"node '{node.name}' has device {node.device!r}, which is not a device name"
+                    f"node '{name}' has device {device!r}, which is not a device name"
                 ) from None
+            devices.add(device)
 
 
 def check(graph: Graph, devices: bool = True) -> None:

@@ -669,6 +669,10 @@ class _Replicator:
     def _merge_outputs(self) -> None:
         """Replace each tower node still read globally by a node of the same name that merges
         the towers' copies: mean (float scalars), sum (integer scalars), batch concatenation."""
+        if self.merge_needed:  # their shapes decide how; only their ancestors need inferring
+            original = self.original
+            upstream = self.g.ancestors(self.merge_needed, stop=lambda n: n not in original)
+            self.ctx.shapes.prepare(n for n in upstream if n in original)
         for n in self.order:
             if n not in self.merge_needed:
                 continue
