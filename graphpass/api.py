@@ -124,7 +124,7 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
     ctx = RewriteContext(g, Rewriter(g), towers, info, shapes, progress=progress, ps_devices=ps)
     runs = pipeline.run(ctx, verify_each=verify_each)
     verify.check(g)
-    out = g.to_graph_def()
+    out = g.to_graph_def(consume=True)
     report = Report(
         devices=towers,
         rules=pipeline.source,

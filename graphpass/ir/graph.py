@@ -297,13 +297,37 @@ class Graph:
                     stack.append(u)
         return seen
 
-    def to_graph_def(self) -> GraphDef:
+    def to_graph_def(self, consume: bool = False) -> GraphDef:
+        """The graph as a GraphDef. With `consume`, this Graph gives its nodes up as they are
+        copied (and is empty after): the copy then reuses their memory instead of doubling it."""
         out = GraphDef()
         out.versions.CopyFrom(self.versions)
         if self.library.ByteSize():
             out.library.CopyFrom(self.library)
-        out.node.extend(self._nodes.values())
+        if not consume:
+            out.node.extend(self._nodes.values())
+            return out
+        names = list(self._nodes)
+        self._users = self._coloc_users = None
+        self._parsed.clear()
+        step = 4096
+        for start in range(0, len(names), step):
+            batch = names[start : start + step]
+            out.node.extend(self._nodes[n] for n in batch)
+            for n in batch:
+                del self._nodes[n]
+            self._release_containers()
+        self._extra.clear()
+        self._source = None
         return out
+
+    def _release_containers(self) -> None:
+        """Drop bulk containers none of whose nodes is still in the graph."""
+        kept = []
+        for container in self._extra:
+            if container.node and container.node[len(container.node) - 1].name in self._nodes:
+                kept.append(container)
+        self._extra = kept
 
 
 def _dec(index: dict[str, dict[str, int]], key: str, user: str) -> None:
