@@ -13,6 +13,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from .errors import ConfigError, InvalidGraphError
 
 GraphDef = graph_pb2.GraphDef
+MAX_GRAPH_BYTES = 2**31 - 1
 TEXT_SUFFIXES = (".pbtxt", ".pbtext", ".txt", ".prototxt")
 BINARY_SUFFIXES = (".pb", ".graphdef")
 META_SUFFIXES = (".meta",)
@@ -44,6 +45,11 @@ def load_graph(path: str | os.PathLike) -> GraphDef:
             )
         raise InvalidGraphError(f"{path} is a directory, not a GraphDef file")
     try:
+        if path.stat().st_size > MAX_GRAPH_BYTES:
+            raise InvalidGraphError(
+                f"{path} is {path.stat().st_size / 2**30:.1f} GiB: over protobuf's 2 GiB limit, so it "
+                "cannot be a GraphDef (big weights belong in a checkpoint, not in the graph)"
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         raise InvalidGraphError(f"{path}: no such file") from None
@@ -95,7 +101,10 @@ def serialize(graph_def: GraphDef, text: bool = False) -> bytes:
     """Deterministic bytes for `graph_def` (attribute maps sorted), binary or text."""
     if text:
         return text_format.MessageToString(graph_def).encode("utf-8")
-    return graph_def.SerializeToString(deterministic=True)
+    try:
+        return graph_def.SerializeToString(deterministic=True)
+    except Exception as e:  # protobuf's own error type differs between implementations
+        raise InvalidGraphError(f"cannot serialize the graph ({graph_def.ByteSize()} bytes): {e}") from None
 
 
 def save_graph(graph_def: GraphDef, path: str | os.PathLike) -> None:

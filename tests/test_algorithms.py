@@ -73,7 +73,7 @@ def test_mixed_dtypes_and_unknown_shapes(load_fixture):
     out, report = graphpass.rewrite_with_report(fx.graph_def, devices=4, rules=pipeline, device_type="CPU")
     packed = report.passes[1].result
     assert packed.details == {"packs": 4, "unpacked": ["free"]}
-    assert "left unpacked (no static shape): free" in report.notes
+    assert "left unpacked: free (no static shape)" in report.notes
     pack_types = Counter(
         n.attr["T"].type
         for n in out.node

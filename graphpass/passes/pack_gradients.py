@@ -70,10 +70,13 @@ class PackGradients(Pass):
                 new.extend(packer.pack(reds, max(1, pieces)))
         ctx.pending = left + new
         if left:
-            ctx.notes.append("left unpacked (no static shape): " + ", ".join(r.key for r in left))
+            reasons = ", ".join(
+                f"{r.key} ({'sparse' if r.kind != 'dense' else 'no static shape'})" for r in left
+            )
+            ctx.notes.append(f"left unpacked: {reasons}")
         summary = f"{len(packable)} gradients in {len(new)} packs"
         if left:
-            summary += f", {len(left)} left unpacked (no static shape)"
+            summary += f", {len(left)} left unpacked"
         return PassResult(True, summary, {"packs": len(new), "unpacked": [r.key for r in left]})
 
 

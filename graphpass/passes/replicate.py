@@ -23,6 +23,7 @@ from .. import gradients, opdefs, placement
 from ..analysis import INPUT_OPS
 from ..context import Reduction, RewriteContext
 from ..errors import ConfigError, InternalError, InvalidGraphError
+from ..io import MAX_GRAPH_BYTES
 from ..ir import names
 from ..ir.graph import GraphDef, NodeDef
 from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
@@ -62,6 +63,10 @@ class Replicate(Pass):
         "variables updated from tower data but not trained (BatchNorm moving statistics): from "
         "tower 0's statistics, or from their mean over the towers",
     )
+    share_constants_over: int = option(
+        1 << 20,
+        "constants of more bytes than this are not copied per tower; every tower reads the one copy",
+    )
 
     def run(self, ctx: RewriteContext) -> PassResult:
         if ctx.mode is not None:
@@ -69,7 +74,9 @@ class Replicate(Pass):
         ps = devmod.canonical(self.ps_device) if self.ps_device else None
         if ps and self.mode != "parameter_server":
             raise ConfigError("replicate: ps_device applies to mode: parameter_server only")
-        _Replicator(ctx, self.mode, ps, self.check_batch, self.shared_updates).run()
+        if self.share_constants_over < 0:
+            raise ConfigError("replicate: share_constants_over must be 0 or more")
+        _Replicator(ctx, self, ps).run()
         ctx.mode = self.mode
         a = ctx.analysis
         k = ctx.num_towers
@@ -82,10 +89,10 @@ class Replicate(Pass):
 
 
 class _Replicator:
-    def __init__(
-        self, ctx: RewriteContext, mode: str, ps_device: str | None, check_batch: bool, shared_updates: str
-    ):
-        self.shared_updates = shared_updates
+    def __init__(self, ctx: RewriteContext, options: Replicate, ps_device: str | None):
+        self.shared_updates = options.shared_updates
+        self.share_constants_over = options.share_constants_over
+        mode, check_batch = options.mode, options.check_batch
         self.ctx = ctx
         self.g = ctx.graph
         self.rw = ctx.rewriter
@@ -117,14 +124,15 @@ class _Replicator:
         g = self.g
 
         def excluded(n: str) -> bool:
-            """Shared by all towers: variables, placeholders (split or shared), and persistent
-            resources (stateful ops without inputs: tables, queues, iterators). Every other op is
-            copied per tower."""
+            """Shared by all towers: variables, placeholders (split or shared), big constants, and
+            persistent resources (stateful ops without inputs: tables, queues, iterators). Every
+            other op is copied per tower."""
             node = g.node(n)
             return (
                 n in self.variables
                 or n in self.batched
                 or node.op in INPUT_OPS  # feed points: a scalar (learning rate, flag) is shared
+                or (node.op == "Const" and node.attr["value"].tensor.ByteSize() > self.share_constants_over)
                 or (opdefs.is_stateful(node.op) and not any(not r.startswith("^") for r in node.input))
             )
 
@@ -379,6 +387,19 @@ class _Replicator:
         runs. The plans keep the original NodeDefs, so the originals may leave the graph."""
         region = set(self.order)
         self.plans = {n: (self.g.node(n), *self._plan(n, region)) for n in self.order}
+
+    def _check_output_size(self) -> None:
+        """Refuse, before copying anything, a rewrite whose GraphDef would pass protobuf's limit."""
+        tower = sum(src.ByteSize() for src, _, _ in self.plans.values())
+        estimate = len(self.ctx.shapes.source_bytes) + (self.k - 1) * tower
+        if estimate > MAX_GRAPH_BYTES:
+            biggest = sorted(self.plans, key=lambda n: -self.plans[n][0].ByteSize())[:3]
+            raise InvalidGraphError(
+                f"the rewritten graph would be about {estimate / 2**30:.1f} GiB, over protobuf's 2 GiB "
+                f"limit for a GraphDef: each of the {self.k} towers copies {tower / 2**20:.0f} MiB "
+                f"(largest nodes: {', '.join(biggest)}); keep big tensors in variables, or share "
+                "constants with a lower replicate: share_constants_over"
+            )
 
     def _clone_towers(self) -> None:
         """Copy the region once per tower: tower 0 and a template tower per digit count through
@@ -783,6 +804,7 @@ class _Replicator:
         self._split_inputs()
         self._make_sinks()
         self._plan_towers()
+        self._check_output_size()
         self._register_reductions()
         if self.replicated:
             self._plan_mirrors()
