@@ -22,11 +22,13 @@ from .. import devices as devmod
 from .. import gradients, opdefs, placement
 from ..analysis import INPUT_OPS
 from ..context import Reduction, RewriteContext
-from ..errors import ConfigError, InternalError, InvalidGraphError
+from ..errors import ConfigError, InvalidGraphError
 from ..io import MAX_GRAPH_BYTES
 from ..ir import names
-from ..ir.graph import GraphDef, NodeDef
+from ..ir.graph import NodeDef
 from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
+from ..ir.templates import input_field, renamed
+from ..ir.templates import template as template_bytes
 from .base import Pass, PassResult, option
 
 FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
@@ -417,7 +419,7 @@ class _Replicator:
             extras = self._tower_extras(i) if i > 0 and self.replicated else []
             nodes = self._clone_with_plans(i, self.order if i == 0 else members, region, extras)
             if i > 0 and fast:
-                templates[digits] = (i, self._template_bytes(nodes))
+                templates[digits] = (i, template_bytes(nodes))
 
     # Input entries of a clone plan: a constant string, or a tuple rendered per tower.
     _COPY, _SINK, _SHARD, _STATE, _MEAN = range(5)
@@ -523,28 +525,16 @@ class _Replicator:
         self._insert_placed(out, link=False)
         return out
 
-    def _template_bytes(self, nodes: list) -> bytes:
-        """A tower's nodes, without devices, serialized: other towers are renamed copies of it."""
-        template = GraphDef()
-        template.node.extend(nodes)
-        for node in template.node:
-            node.device = ""
-        return template.SerializeToString()
-
     def _clone_from_template(self, i: int, members: list[str], t: int, data: bytes) -> None:
-        """Tower i from template tower t (same number of digits, so every renamed string keeps
-        its length and the protobuf framing stays valid): rename, parse in C++, place."""
-        data = data.replace(f"tower{t}/".encode(), f"tower{i}/".encode())
-        for shard in self.shards.values():  # the shard a tower reads is an output index
-            data = data.replace(_input_field(f"{shard}:{t}"), _input_field(f"{shard}:{i}"))
-        copies = GraphDef.FromString(data)
+        """Tower i from template tower t, which has as many digits: every renamed string keeps
+        its length. Its shard inputs are output indices, renamed as whole input fields."""
+        renames = [(f"tower{t}/".encode(), f"tower{i}/".encode())] + [
+            (input_field(f"{shard}:{t}"), input_field(f"{shard}:{i}")) for shard in self.shards.values()
+        ]
         devices = (self._extras_devices(i) if self.replicated else []) + [
             self._device(self.plans[n][2], i) for n in members
         ]
-        if len(copies.node) != len(devices):
-            raise InternalError(
-                f"tower {i}: the template copy has {len(copies.node)} nodes, not {len(devices)}"
-            )
+        copies = renamed(data, renames, len(devices))
         for node, device in zip(copies.node, devices, strict=True):
             node.device = device
         self.g._insert_many(copies.node, container=copies, trusted=True, link=False)
@@ -815,16 +805,3 @@ class _Replicator:
         # use maps need no rebuild for that.
         self._clone_towers()
         placement.settle(self.g, self.rw, self.devices[0], skip=self.cloned)
-
-
-def _input_field(ref: str) -> bytes:
-    """How `ref` is encoded as one NodeDef.input entry (field 3, length-delimited)."""
-    data = ref.encode()
-    size, prefix = len(data), bytearray()
-    while True:
-        byte = size & 0x7F
-        size >>= 7
-        prefix.append(byte | (0x80 if size else 0))
-        if not size:
-            break
-    return b"\x1a" + bytes(prefix) + data
