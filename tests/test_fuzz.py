@@ -49,20 +49,13 @@ import yaml  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from graphpass.pipeline import preset_names  # noqa: E402
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # Every fixture graph (small ones: each case rewrites one), the inference-only one included.
 ALL_FIXTURES = sorted(p.stem for p in FIXTURES.glob("*.pb") if p.stat().st_size < 200_000)
 TRAINING = [f for f in ALL_FIXTURES if not f.startswith("inference")]
-PRESETS = [
-    "replicated-nccl",
-    "replicated-collective",
-    "replicated-hierarchical",
-    "replicated-ring",
-    "replicated-naive",
-    "ps-least-loaded",
-    "ps-balanced",
-    "ps-naive",
-]
+PRESETS = preset_names()
 MAX_TOWERS = 16  # rewrites never get more towers (memory and time); huge counts only go to parse_devices
 
 _ENV_EXAMPLES = int(os.environ.get("GRAPHPASS_FUZZ_EXAMPLES", "0") or 0)

@@ -78,11 +78,16 @@ def test_verify_names_dangling_inputs():
 def test_templates_rename_bytes_and_refuse_length_changes():
     from graphpass.ir import templates
 
-    nodes = [node_def_pb2.NodeDef(name="tower1/a", op="Identity", input=["x/split:1"], device="/device:CPU:1"),
-             node_def_pb2.NodeDef(name="tower1/b", op="Identity", input=["tower1/a", "y" * 200 + ":1"])]
+    nodes = [
+        node_def_pb2.NodeDef(name="tower1/a", op="Identity", input=["x/split:1"], device="/device:CPU:1"),
+        node_def_pb2.NodeDef(name="tower1/b", op="Identity", input=["tower1/a", "y" * 200 + ":1"]),
+    ]
     data = templates.template(nodes)
-    renames = [(b"tower1/", b"tower7/"), (templates.input_field("x/split:1"), templates.input_field("x/split:7")),
-               (templates.input_field("y" * 200 + ":1"), templates.input_field("y" * 200 + ":7"))]
+    renames = [
+        (b"tower1/", b"tower7/"),
+        (templates.input_field("x/split:1"), templates.input_field("x/split:7")),
+        (templates.input_field("y" * 200 + ":1"), templates.input_field("y" * 200 + ":7")),
+    ]
     copy = templates.renamed(data, renames, 2)
     assert [n.name for n in copy.node] == ["tower7/a", "tower7/b"]
     assert list(copy.node[0].input) == ["x/split:7"] and copy.node[0].device == ""

@@ -248,18 +248,9 @@ class Graph:
                     continue
                 indeg[name] += 1
                 succ.setdefault(p, []).append(name)
-        ready = deque(n for n, d in indeg.items() if d == 0)
-        seen = 0
-        while ready:
-            n = ready.popleft()
-            seen += 1
-            for s in succ.get(n, ()):
-                indeg[s] -= 1
-                if indeg[s] == 0:
-                    ready.append(s)
-        if seen != len(nodes):
-            stuck = sorted(n for n, d in indeg.items() if d > 0)[:5]
-            raise InvalidGraphError(f"the graph has a cycle through node(s) {', '.join(stuck)}")
+        stuck = on_cycles(indeg, succ)
+        if stuck:
+            raise InvalidGraphError(f"the graph has a cycle through node(s) {', '.join(stuck[:5])}")
 
     def ancestors(self, roots: Iterable[str], stop=None) -> set[str]:
         """Nodes reachable backwards from `roots` (included) over data and control edges.
@@ -328,6 +319,19 @@ class Graph:
             if container.node and container.node[len(container.node) - 1].name in self._nodes:
                 kept.append(container)
         self._extra = kept
+
+
+def on_cycles(indegree: dict[str, int], successors: dict[str, list[str]]) -> list[str]:
+    """Kahn's algorithm: the nodes left with inputs after peeling off every node whose inputs are
+    done (those on or behind a cycle), sorted. `indegree` is consumed."""
+    ready = deque(n for n, d in indegree.items() if d == 0)
+    while ready:
+        n = ready.popleft()
+        for s in successors.get(n, ()):
+            indegree[s] -= 1
+            if indegree[s] == 0:
+                ready.append(s)
+    return sorted(n for n, d in indegree.items() if d > 0)
 
 
 def _dec(index: dict[str, dict[str, int]], key: str, user: str) -> None:

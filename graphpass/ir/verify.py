@@ -4,7 +4,7 @@ every node placed, collective groups consistent across towers, gradient packs an
 from __future__ import annotations
 
 import re
-from collections import defaultdict, deque
+from collections import defaultdict
 
 import numpy as np
 from tensorflow.python.framework import tensor_util
@@ -13,7 +13,7 @@ from tensorflow.python.framework.device_spec import DeviceSpecV2
 from .. import opdefs
 from ..errors import InternalError, InvalidGraphError
 from . import names
-from .graph import BACK_EDGE_OPS, Graph
+from .graph import BACK_EDGE_OPS, Graph, on_cycles
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")  # TensorFlow's rule for op names
 
@@ -141,18 +141,9 @@ def check_edges(graph: Graph) -> None:
             for target in names.colocation_targets(node):
                 if target not in nodes:
                     raise InternalError(f"node '{name}' is colocated with missing node '{target}'")
-    ready = deque(n for n, d in indegree.items() if d == 0)
-    done = 0
-    while ready:
-        n = ready.popleft()
-        done += 1
-        for s in successors.get(n, ()):
-            indegree[s] -= 1
-            if indegree[s] == 0:
-                ready.append(s)
-    if done != len(indegree):
-        stuck = sorted(n for n, d in indegree.items() if d > 0)[:5]
-        raise InternalError(f"the graph has a cycle through node(s) {', '.join(stuck)}")
+    stuck = on_cycles(indegree, successors)
+    if stuck:
+        raise InternalError(f"the graph has a cycle through node(s) {', '.join(stuck[:5])}")
 
 
 def _num_outputs(node) -> int:
