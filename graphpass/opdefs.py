@@ -30,10 +30,6 @@ def op_def(op_type: str, node_name: str | None = None):
     return d
 
 
-def is_known(op_type: str) -> bool:
-    return _op_def(op_type) is not None
-
-
 def _is_state_arg(arg) -> bool:
     return arg.is_ref or arg.type == RESOURCE
 

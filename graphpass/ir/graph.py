@@ -106,10 +106,6 @@ class Graph:
         users = self._use_map().get(name)
         return list(users) if users else []
 
-    def data_users(self, name: str) -> list[str]:
-        """Nodes that read an output of `name` (not only a control edge)."""
-        return [u for u in self.users(name) if name in self._producers(u)[0]]
-
     def colocation_users(self, name: str) -> list[str]:
         """Nodes whose `_class` attribute names `name`."""
         if self._coloc_users is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-from tensorflow.core.framework import attr_value_pb2, tensor_shape_pb2
+from tensorflow.core.framework import attr_value_pb2
 from tensorflow.python.framework import tensor_util
 
 from ..errors import InternalError
@@ -37,20 +37,6 @@ def str_attr(value: str | bytes) -> AttrValue:
 
 def type_list_attr(dtypes: Iterable[int]) -> AttrValue:
     return AttrValue(list=AttrValue.ListValue(type=list(dtypes)))
-
-
-def shape_attr(dims: Iterable[int] | None) -> AttrValue:
-    if dims is None:
-        return AttrValue(shape=tensor_shape_pb2.TensorShapeProto(unknown_rank=True))
-    return AttrValue(
-        shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]
-        )
-    )
-
-
-def tensor_attr(value, dtype=None) -> AttrValue:
-    return AttrValue(tensor=tensor_util.make_tensor_proto(value, dtype=dtype))
 
 
 def _ordered(inputs: Iterable[str]) -> list[str]:
@@ -136,14 +122,6 @@ class Rewriter:
         node.input.extend(_ordered(list(inputs)))
         self.graph._link(node)
 
-    def set_input(self, name: str, position: int, ref: str) -> None:
-        node = self.graph.node(name)
-        inputs = list(node.input)
-        if position >= len(inputs) or inputs[position].startswith("^"):
-            raise InternalError(f"node '{name}' has no data input {position}")
-        inputs[position] = ref
-        self.set_inputs(name, inputs)
-
     def add_control_inputs(self, name: str, controls: Iterable[str]) -> None:
         node = self.graph.node(name)
         new = [names.control(c) for c in controls]
@@ -152,9 +130,6 @@ class Rewriter:
 
     def set_device(self, name: str, device: str) -> None:
         self.graph.node(name).device = device
-
-    def set_attr(self, name: str, key: str, value: AttrValue) -> None:
-        self.graph.node(name).attr[key].CopyFrom(value)
 
     def set_colocation(self, name: str, targets: Iterable[str]) -> None:
         node = self.graph.node(name)
