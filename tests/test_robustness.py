@@ -263,3 +263,17 @@ def test_training_still_runs_after_a_refused_rewrite(load_fixture):
     )
     with Runner(out, 2) as r:
         r.run("init")
+
+
+def test_internal_errors_say_they_are_bugs_and_exit_1(tmp_path, capsys, monkeypatch):
+    from graphpass.passes import allreduce
+
+    def broken(self, ctx):
+        raise KeyError("something graphpass did not expect")
+
+    monkeypatch.setattr(allreduce.AllReduce, "run", broken)
+    out = tmp_path / "o.pb"
+    code = cli.main(["rewrite", str(FIXTURES / "mlp_sgd.pb"), "-o", str(out), "--devices", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "internal error (a bug in graphpass)" in err[0]
+    assert "GRAPHPASS_DEBUG=1" in err[0] and not out.exists()
