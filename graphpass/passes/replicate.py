@@ -1,14 +1,20 @@
 """replicate: copy the tower K times, split the inputs' batch, and leave one reduction per gradient.
 
-Regions of the single-tower graph (see docs in README "How the rewrite works"):
-- tower: ancestors of the raw gradients that depend on the batch (or, in replicated mode, on a
-  replicated variable), plus the stateless helpers they read (constants, shapes). Copied per
-  tower as `tower{i}/<name>` on device i.
-- update (replicated mode only): post-processing and apply ops, copied per tower so each tower
-  updates its own replica with the reduced gradient.
-- global: everything else (init, saver, step counter, summaries, losses not on the gradient
-  path). It keeps its names; where it read a tower tensor it now reads the tower tensors merged
-  (mean of scalars, concatenation of batches) under the original name.
+Regions of the single-tower graph (README: "What the rewritten graph is"):
+- tower: what computes the raw gradients from the batch (or, in replicated mode, from a replicated
+  variable), with the stateless helpers it reads (constants, shapes) and its dead backward ends.
+  Copied per tower as `tower{i}/<name>` on device i; writes to untrained variables on that path
+  (BatchNorm statistics) run in tower 0 only.
+- update (replicated mode only): post-processing and the optimizer's updates, copied per tower so
+  each tower updates its own replica with the reduced gradient.
+- global: everything else (init, saver, step counter, summaries, losses off the gradient path).
+  It keeps its names; where it read a tower tensor it reads the towers' copies merged (mean of
+  scalars, concatenation of batches) under the original name.
+
+Order of work: decide regions, devices, replica and copy names, sinks and merges while the
+originals are intact (everything that asks who reads whom); then build every tower at the end, in
+bulk: tower 0 and one template tower per digit count from per-node plans, the rest as byte-renamed
+copies of their template (see graphpass/ir/templates.py).
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ class Replicate(Pass):
 
 
 class _Replicator:
+    """One run of the replicate pass over one graph (its state lives only as long as the run)."""
+
     def __init__(self, ctx: RewriteContext, options: Replicate, ps_device: str | None):
         self.shared_updates = options.shared_updates
         self.share_constants_over = options.share_constants_over
