@@ -58,7 +58,6 @@ class RewriteContext:
     pending: list[Reduction] = field(default_factory=list)
     reduced: list[tuple[Reduction, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    placement: object | None = None
     progress: Progress = SILENT
     ps_devices: list[str] = field(default_factory=list)
 

@@ -71,7 +71,3 @@ class ShapeOracle:
         result = None if shape.rank is None else [d for d in shape.as_list()]
         self._cache[ref] = result
         return result
-
-    def rank(self, ref: str) -> int | None:
-        s = self.shape(ref)
-        return None if s is None else len(s)

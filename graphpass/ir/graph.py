@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
 
@@ -75,9 +74,6 @@ class Graph:
 
     def names(self) -> list[str]:
         return list(self._nodes)
-
-    def inputs(self, name: str) -> list[names.Ref]:
-        return [names.parse(r) for r in self._nodes[name].input]
 
     def _producers(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(data producers, control producers) of node `name`, parsed once."""
@@ -200,38 +196,6 @@ class Graph:
         self._unlink(node)
 
     # -- whole-graph views ----------------------------------------------------------------
-    def topo_order(self, subset: Iterable[str] | None = None) -> list[str]:
-        """Names in a deterministic topological order (loop back-edges ignored).
-
-        With `subset`, only those nodes are ordered, by the edges among them.
-        """
-        order_index = {n: i for i, n in enumerate(self._nodes)}
-        members = set(self._nodes) if subset is None else set(subset)
-        indeg: dict[str, int] = {}
-        succ: dict[str, list[str]] = {}
-        for name in members:
-            count = 0
-            for p in self.input_nodes(name):
-                if p not in members or self._nodes[p].op in BACK_EDGE_OPS:
-                    continue
-                count += 1
-                succ.setdefault(p, []).append(name)
-            indeg[name] = count
-        heap = [(order_index[n], n) for n, d in indeg.items() if d == 0]
-        heapq.heapify(heap)
-        out: list[str] = []
-        while heap:
-            _, name = heapq.heappop(heap)
-            out.append(name)
-            for s in succ.get(name, ()):
-                indeg[s] -= 1
-                if indeg[s] == 0:
-                    heapq.heappush(heap, (order_index[s], s))
-        if len(out) != len(members):
-            stuck = sorted(n for n, d in indeg.items() if d > 0)[:5]
-            raise InvalidGraphError(f"the graph has a cycle through node(s) {', '.join(stuck)}")
-        return out
-
     def check_acyclic(self) -> None:
         """Raise InvalidGraphError if the graph has a cycle other than loop back-edges (linear)."""
         nodes = self._nodes

@@ -97,23 +97,6 @@ class Rewriter:
             device,
         )
 
-    def clone(self, src: NodeDef, name: str, inputs: Iterable[str], device: str | None = None) -> NodeDef:
-        """A copy of `src` (attrs included) under `name` with `inputs`."""
-        node = NodeDef()
-        node.CopyFrom(src)
-        node.name = name
-        del node.input[:]
-        node.input.extend(_ordered(list(inputs)))
-        if device is not None:
-            node.device = device
-        self.graph._insert(node)
-        return node
-
-    def insert(self, node: NodeDef) -> NodeDef:
-        """Add a NodeDef built elsewhere (inputs must already be ordered)."""
-        self.graph._insert(node)
-        return node
-
     # -- changing ------------------------------------------------------------------------
     def set_inputs(self, name: str, inputs: Iterable[str]) -> None:
         node = self.graph.node(name)

@@ -54,7 +54,6 @@ class PlaceVariables(Pass):
             load[where[k]] += size
         placement.settle(ctx.graph, ctx.rewriter, ctx.devices[0])
         report = placement.Load(load, max(sizes, default=0))
-        ctx.placement = report
         per_device = ", ".join(f"{_short(d)} {_size(n)}" for d, n in load.items())
         return PassResult(
             True,
