@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,9 +107,8 @@ def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
     return diff / scale if scale > 0 else diff
 
 
-def replicas_of(rewritten_def, variable: str) -> list[str]:
-    """The tower copies `tower{i}/<variable>` present in a rewritten graph."""
-    present = {n.name for n in rewritten_def.node}
+def replicas_of(present: Container[str], variable: str) -> list[str]:
+    """The tower copies `tower{i}/<variable>` among the node names `present`."""
     out, i = [], 1
     while names.tower_name(i, variable) in present:
         out.append(names.tower_name(i, variable))
@@ -145,7 +144,7 @@ def compare(
         variables = list(single.readers)
         result.missing = [v for v in variables if v not in multi.readers]
         variables = [v for v in variables if v in multi.readers]
-        replicas = {v: replicas_of(rewritten_def, v) for v in variables}
+        replicas = {v: replicas_of(multi.readers, v) for v in variables}
         a, b = single.variables(variables), multi.variables(variables)
         for v in variables:
             d = rel_diff(b[v], a[v])
