@@ -3,6 +3,8 @@ big inputs are handled or refused clearly; .meta files are accepted."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -99,6 +101,7 @@ CASES = {
         "op type 'MyCustomMatMul' which the installed TensorFlow does not register",
     ),
     "zero devices": (lambda t: FIXTURES / "mlp_sgd.pb", ["--devices", "0"], "at least 1"),
+    "negative devices": (lambda t: FIXTURES / "mlp_sgd.pb", ["--devices=-3"], "at least 1"),
     "duplicated devices": (
         lambda t: FIXTURES / "mlp_sgd.pb",
         ["--devices", "/gpu:1,/device:GPU:1"],
@@ -137,7 +140,7 @@ def test_bad_input_one_line_exit_2_no_output(case, tmp_path, capsys):
     make_input, extra, match = CASES[case]
     inp = make_input(tmp_path)
     args = list(extra)
-    if "--devices" not in args:
+    if not any(a.startswith("--devices") for a in args):
         args += ["--devices", "2"]
     for i, a in enumerate(args):
         if a.startswith("{yaml}"):
@@ -151,8 +154,6 @@ def test_bad_input_one_line_exit_2_no_output(case, tmp_path, capsys):
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("graphpass: error: "), err
-    import re
-
     assert re.search(match, lines[0]), lines[0]
     assert out.read_bytes() == b"an earlier result", "an existing output is never touched by a failed run"
     assert sorted(p.name for p in out.parent.iterdir()) == ["result.pb"], "no temporary files left"
