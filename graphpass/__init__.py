@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "rewrite": "api",
     "rewrite_with_report": "api",
+    "rewrite_to_bytes": "api",
     "Report": "api",
     "load_graph": "io",
     "save_graph": "io",

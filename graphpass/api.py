@@ -15,7 +15,7 @@ from . import analysis
 from . import devices as devmod
 from .context import RewriteContext
 from .errors import InvalidGraphError
-from .io import load_graph
+from .io import MAX_GRAPH_BYTES, load_graph
 from .ir import verify
 from .ir.graph import Graph
 from .ir.rewriter import Rewriter
@@ -103,6 +103,24 @@ def rewrite_with_report(
     ps_devices: Sequence[str] = (),
 ) -> tuple[GraphDef, Report]:
     """Like rewrite(), also returning a Report of what was done; `progress` shows it on a terminal."""
+    data, report = rewrite_to_bytes(
+        graph, devices, rules, device_type, verify_each, progress, workers, ps_devices
+    )
+    return GraphDef.FromString(data), report
+
+
+def rewrite_to_bytes(
+    graph: GraphDef | str | os.PathLike,
+    devices: int | str | Sequence[str] = 8,
+    rules: str | os.PathLike | Pipeline = DEFAULT_RULES,
+    device_type: str = "GPU",
+    verify_each: bool = False,
+    progress: Progress = SILENT,
+    workers: int | None = None,
+    ps_devices: Sequence[str] = (),
+) -> tuple[bytes, Report]:
+    """Like rewrite_with_report(), with the GraphDef serialized (deterministically, as the CLI
+    writes it): cheaper for big graphs, whose towers are copied as bytes and never parsed."""
     with _collector_paused():
         return _rewrite(graph, devices, rules, device_type, verify_each, progress, workers, ps_devices)
 
@@ -124,13 +142,18 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
     ctx = RewriteContext(g, Rewriter(g), towers, info, shapes, progress=progress, ps_devices=ps)
     runs = pipeline.run(ctx, verify_each=verify_each)
     verify.check(g)
-    out = g.to_graph_def(consume=True)
+    nodes_out = len(g)
+    data = g.to_bytes()
+    if len(data) > MAX_GRAPH_BYTES:
+        raise InvalidGraphError(
+            f"the rewritten graph has {len(data)} bytes, over protobuf's 2 GiB limit for a GraphDef"
+        )
     report = Report(
         devices=towers,
         rules=pipeline.source,
         mode=ctx.mode,
         nodes_in=nodes_in,
-        nodes_out=len(out.node),
+        nodes_out=nodes_out,
         variables=len(info.variables),
         trainable=len(info.trainable),
         replicated_variables=len(ctx.replicas),
@@ -139,4 +162,4 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
         seconds=time.perf_counter() - start,
         notes=list(ctx.notes),
     )
-    return out, report
+    return data, report

@@ -140,7 +140,7 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _cmd_rewrite(args) -> int:
-    from .api import rewrite_with_report
+    from .api import rewrite_to_bytes
     from .io import save_graph
 
     inp = Path(args.input)
@@ -155,7 +155,7 @@ def _cmd_rewrite(args) -> int:
         if workers is not None:
             raise ConfigError("give --cluster or --workers, not both")
         devices, ps = cluster_devices(load_cluster(args.cluster), _count(args.devices), args.device_type)
-    graph_def, report = rewrite_with_report(
+    data, report = rewrite_to_bytes(
         inp,
         devices,
         args.rules or "replicated-nccl",
@@ -165,11 +165,11 @@ def _cmd_rewrite(args) -> int:
         workers=workers,
         ps_devices=ps,
     )
-    save_graph(graph_def, out)
+    save_graph(data, out)
     if args.tensorboard:
-        from .io import write_tensorboard
+        from .io import GraphDef, write_tensorboard
 
-        write_tensorboard(graph_def, args.tensorboard)
+        write_tensorboard(GraphDef.FromString(data), args.tensorboard)
     if not args.quiet:
         _print_summary(inp, out, report)
     return 0

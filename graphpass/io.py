@@ -107,8 +107,9 @@ def serialize(graph_def: GraphDef, text: bool = False) -> bytes:
         raise InvalidGraphError(f"cannot serialize the graph ({graph_def.ByteSize()} bytes): {e}") from None
 
 
-def save_graph(graph_def: GraphDef, path: str | os.PathLike) -> None:
-    """Write `graph_def` to `path` atomically (temp file, then rename); text if .pbtxt.
+def save_graph(graph_def: GraphDef | bytes, path: str | os.PathLike) -> None:
+    """Write `graph_def` (or its binary serialization) to `path` atomically (temp file, then
+    rename); text if .pbtxt.
 
     Raises:
         ConfigError: the output directory does not exist or cannot be written.
@@ -117,7 +118,10 @@ def save_graph(graph_def: GraphDef, path: str | os.PathLike) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise ConfigError(f"output directory {directory} does not exist")
-    data = serialize(graph_def, text=_is_text(path))
+    if isinstance(graph_def, bytes):
+        data = serialize(GraphDef.FromString(graph_def), text=True) if _is_text(path) else graph_def
+    else:
+        data = serialize(graph_def, text=_is_text(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as e:

@@ -75,25 +75,28 @@ def test_verify_names_dangling_inputs():
         verify.check(g)
 
 
-def test_templates_rename_bytes_and_refuse_length_changes():
+def test_templates_rename_bytes_splice_devices_and_refuse_length_changes():
     from graphpass.ir import templates
 
     nodes = [
         node_def_pb2.NodeDef(name="tower1/a", op="Identity", input=["x/split:1"], device="/device:CPU:1"),
         node_def_pb2.NodeDef(name="tower1/b", op="Identity", input=["tower1/a", "y" * 200 + ":1"]),
     ]
-    data = templates.template(nodes)
+    nodes[0].attr["T"].type = 1
+    t = templates.template(nodes)
+    assert nodes[0].device == "/device:CPU:1", "the template leaves its nodes as they were"
     renames = [
         (b"tower1/", b"tower7/"),
         (templates.input_field("x/split:1"), templates.input_field("x/split:7")),
         (templates.input_field("y" * 200 + ":1"), templates.input_field("y" * 200 + ":7")),
     ]
-    copy = templates.renamed(data, renames, 2)
+    copy = graph_pb2.GraphDef.FromString(templates.copy(t, renames, ["/device:GPU:7", ""]))
     assert [n.name for n in copy.node] == ["tower7/a", "tower7/b"]
-    assert list(copy.node[0].input) == ["x/split:7"] and copy.node[0].device == ""
-    assert list(copy.node[1].input) == ["tower7/a", "y" * 200 + ":7"]
+    assert list(copy.node[0].input) == ["x/split:7"] and copy.node[0].device == "/device:GPU:7"
+    assert copy.node[0].attr["T"].type == 1
+    assert list(copy.node[1].input) == ["tower7/a", "y" * 200 + ":7"] and copy.node[1].device == ""
     assert templates.input_field("y" * 200)[1:3] == bytes([200 & 0x7F | 0x80, 200 >> 7])
     with pytest.raises(InternalError, match="changes the length"):
-        templates.renamed(data, [(b"tower1/", b"tower10/")], 2)
-    with pytest.raises(InternalError, match="has 2 nodes, not 3"):
-        templates.renamed(data, [], 3)
+        templates.copy(t, [(b"tower1/", b"tower10/")], ["", ""])
+    with pytest.raises(InternalError, match="1 devices for a template of 2 nodes"):
+        templates.copy(t, [], [""])

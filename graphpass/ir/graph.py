@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
@@ -14,6 +15,19 @@ NodeDef = node_def_pb2.NodeDef
 GraphDef = graph_pb2.GraphDef
 
 BACK_EDGE_OPS = frozenset({"NextIteration", "RefNextIteration"})
+NODE_TAG = b"\x0a"  # GraphDef.node: field 1, length-delimited
+
+
+@dataclass(frozen=True)
+class Block:
+    """Nodes that exist only as bytes written at output time: copies of the nodes named
+    `twin_prefix + base`, named `prefix + base` for each base in `bases`. `render()` gives them
+    as GraphDef node entries (field 1), deterministic, from the twins as they are then."""
+
+    prefix: str
+    twin_prefix: str
+    bases: frozenset[str]
+    render: Callable[[], bytes]
 
 
 class Graph:
@@ -24,6 +38,10 @@ class Graph:
     producer names (data and control separately) and cached until the Rewriter changes them;
     the use maps are built from that cache, kept exact by the Rewriter, or dropped and rebuilt
     after a bulk insertion.
+
+    Blocks (see Block) hold towers copied as bytes. Their nodes exist for membership, length
+    and `twin`, but are never parsed: iteration, `node`, `get` and the use maps cover the
+    parsed nodes only, and nothing may change a block. They go last in the output.
     """
 
     def __init__(self, graph_def: GraphDef, copy: bool = True):
@@ -45,17 +63,31 @@ class Graph:
         self._parsed: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._users: dict[str, dict[str, int]] | None = None
         self._coloc_users: dict[str, dict[str, int]] | None = None
-        self._extra: list[GraphDef] = []  # containers of nodes added in bulk (kept alive here)
-        # Nodes whose inputs are right by construction (renamed copies of a tower the verifier
-        # checks); any change to a node's inputs takes it off this list.
-        self._trusted: set[str] = set()
+        self._blocks: dict[str, Block] = {}  # by prefix
 
     # -- reading -------------------------------------------------------------------------
     def __contains__(self, name: str) -> bool:
-        return name in self._nodes
+        return name in self._nodes or (bool(self._blocks) and self._block_of(name) is not None)
 
     def __len__(self) -> int:
-        return len(self._nodes)
+        return len(self._nodes) + sum(len(b.bases) for b in self._blocks.values())
+
+    def _block_of(self, name: str) -> Block | None:
+        slash = name.find("/")
+        block = self._blocks.get(name[: slash + 1]) if slash > 0 else None
+        return block if block is not None and name[slash + 1 :] in block.bases else None
+
+    def twin(self, name: str) -> NodeDef | None:
+        """For a node in a block, the parsed node it is a renamed copy of (same op, attrs and
+        input structure); for a parsed node, itself; else None."""
+        node = self._nodes.get(name)
+        if node is not None or not self._blocks:
+            return node
+        block = self._block_of(name)
+        return None if block is None else self._nodes.get(block.twin_prefix + name[len(block.prefix) :])
+
+    def blocks(self) -> list[Block]:
+        return list(self._blocks.values())
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._nodes)
@@ -156,40 +188,33 @@ class Graph:
                 for target in names.colocation_targets(node):
                     _dec(self._coloc_users, target, node.name)
         self._parsed.pop(node.name, None)
-        self._trusted.discard(node.name)
 
     def _insert(self, node: NodeDef) -> None:
-        if node.name in self._nodes:
+        if node.name in self:
             raise InternalError(f"a node named '{node.name}' already exists")
         self._nodes[node.name] = node
         self._link(node)
 
-    def _insert_many(
-        self,
-        nodes: Iterable[NodeDef],
-        container: GraphDef | None = None,
-        trusted: bool = False,
-        link: bool = True,
-    ) -> None:
+    def _insert_many(self, nodes: Iterable[NodeDef], link: bool = True) -> None:
         """Add many nodes at once. `link`: keep the use maps up to date (else they are rebuilt
-        when next needed: cheaper for a graph's worth of nodes). `trusted`: their inputs are
-        right by construction and the verifier may skip them."""
+        when next needed: cheaper for a graph's worth of nodes)."""
         table = self._nodes
-        added = []
         for node in nodes:
             name = node.name
             if name in table:
                 raise InternalError(f"a node named '{name}' already exists")
             table[name] = node
-            added.append(name)
             if link:
                 self._link(node)
         if not link:
             self._users = self._coloc_users = None
-        if container is not None:
-            self._extra.append(container)
-        if trusted:
-            self._trusted.update(added)
+
+    def _add_block(self, block: Block) -> None:
+        """Add a block of byte-copied nodes; the caller guarantees their names are free and that
+        they read only nodes of the graph (the verifier takes their edges as checked)."""
+        if block.prefix in self._blocks or block.prefix.count("/") != 1 or not block.prefix.endswith("/"):
+            raise InternalError(f"cannot add a block of nodes named '{block.prefix}...'")
+        self._blocks[block.prefix] = block
 
     def _delete(self, name: str) -> None:
         node = self._nodes.pop(name)
@@ -248,37 +273,43 @@ class Graph:
                     stack.append(u)
         return seen
 
-    def to_graph_def(self, consume: bool = False) -> GraphDef:
-        """The graph as a GraphDef. With `consume`, this Graph gives its nodes up as they are
-        copied (and is empty after): the copy then reuses their memory instead of doubling it."""
+    def to_bytes(self) -> bytes:
+        """The graph as a serialized GraphDef, deterministic: parsed nodes in order, then the
+        blocks, then library and versions (the field order protobuf itself writes)."""
+        parts = []
+        for node in self._nodes.values():
+            data = node.SerializeToString(deterministic=True)
+            parts.append(NODE_TAG + varint(len(data)))
+            parts.append(data)
+        parts += [b.render() for b in self._blocks.values()]
+        tail = GraphDef()
+        tail.versions.CopyFrom(self.versions)
+        if self.library.ByteSize():
+            tail.library.CopyFrom(self.library)
+        parts.append(tail.SerializeToString(deterministic=True))
+        return b"".join(parts)
+
+    def to_graph_def(self) -> GraphDef:
+        """The graph as a GraphDef (a copy: blocks parsed, this Graph unchanged)."""
+        if self._blocks:
+            return GraphDef.FromString(self.to_bytes())
         out = GraphDef()
+        out.node.extend(self._nodes.values())
         out.versions.CopyFrom(self.versions)
         if self.library.ByteSize():
             out.library.CopyFrom(self.library)
-        if not consume:
-            out.node.extend(self._nodes.values())
-            return out
-        names = list(self._nodes)
-        self._users = self._coloc_users = None
-        self._parsed.clear()
-        step = 4096
-        for start in range(0, len(names), step):
-            batch = names[start : start + step]
-            out.node.extend(self._nodes[n] for n in batch)
-            for n in batch:
-                del self._nodes[n]
-            self._release_containers()
-        self._extra.clear()
-        self._source = None
         return out
 
-    def _release_containers(self) -> None:
-        """Drop bulk containers none of whose nodes is still in the graph."""
-        kept = []
-        for container in self._extra:
-            if container.node and container.node[len(container.node) - 1].name in self._nodes:
-                kept.append(container)
-        self._extra = kept
+
+def varint(value: int) -> bytes:
+    """Protobuf's base-128 encoding of a non-negative integer."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 def on_cycles(indegree: dict[str, int], successors: dict[str, list[str]]) -> list[str]:

@@ -94,36 +94,39 @@ def check_edges(graph: Graph) -> None:
     """Every input names an existing node (and one of its outputs); data before control inputs;
     colocation targets exist; no cycles but loop back-edges. One pass over the inputs.
 
-    Nodes the graph marks trusted (renamed copies of a tower checked here) are skipped: their
-    edges mirror the checked tower's, so they can neither dangle nor close a cycle.
+    Nodes in blocks are not visited: their edges mirror those of the parsed tower they copy,
+    which is checked here, so they can neither dangle nor close a cycle. An input that reads one
+    is checked against that twin.
     """
     nodes = graph._nodes
-    trusted = graph._trusted
     ops = {name: node.op for name, node in nodes.items()}
     outputs: dict[str, int] = {}
     indegree: dict[str, int] = {}
     successors: dict[str, list[str]] = defaultdict(list)
+
+    def producer_op(producer: str, name: str, ref: str) -> str | None:
+        """The producer's op; None for a node in a block (no edge to follow)."""
+        twin = graph.twin(producer)
+        if twin is None:
+            raise InternalError(f"node '{name}' reads '{ref}', which does not exist")
+        ops[producer] = twin.op
+        outputs[producer] = _num_outputs(twin)
+        return None
+
     for name, node in nodes.items():
-        if name in trusted:
-            continue
-        refs = node.input
         count = 0
         data = True
-        for ref in refs:
+        for ref in node.input:
             if ref[0] == "^":
                 data = False
                 producer = ref[1:]
-                op = ops.get(producer)
-                if op is None:
-                    raise InternalError(f"node '{name}' reads '{ref}', which does not exist")
+                op = ops.get(producer) or producer_op(producer, name, ref)
             else:
                 if not data:
                     raise InternalError(f"node '{name}' has a data input after a control input")
                 colon = ref.rfind(":")
                 producer = ref if colon < 0 else ref[:colon]
-                op = ops.get(producer)
-                if op is None:
-                    raise InternalError(f"node '{name}' reads '{ref}', which does not exist")
+                op = ops.get(producer) or producer_op(producer, name, ref)
                 if colon >= 0:
                     index = int(ref[colon + 1 :])
                     have = outputs.get(producer)
@@ -133,13 +136,13 @@ def check_edges(graph: Graph) -> None:
                         raise InternalError(
                             f"node '{name}' reads output {index} of '{producer}' (it has {have})"
                         )
-            if op not in BACK_EDGE_OPS and producer not in trusted:
+            if op not in BACK_EDGE_OPS and producer in nodes:
                 count += 1
                 successors[producer].append(name)
         indegree[name] = count
         if names.COLOCATION_ATTR in node.attr:
             for target in names.colocation_targets(node):
-                if target not in nodes:
+                if target not in graph:
                     raise InternalError(f"node '{name}' is colocated with missing node '{target}'")
     stuck = on_cycles(indegree, successors)
     if stuck:

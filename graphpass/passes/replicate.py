@@ -31,10 +31,9 @@ from ..context import Reduction, RewriteContext
 from ..errors import ConfigError, InvalidGraphError
 from ..io import MAX_GRAPH_BYTES
 from ..ir import names
-from ..ir.graph import NodeDef
+from ..ir.graph import Block, NodeDef
 from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
-from ..ir.templates import input_field, renamed
-from ..ir.templates import template as template_bytes
+from ..ir.templates import Template, copy, input_field, template
 from .base import Pass, PassResult, option
 
 FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
@@ -46,6 +45,16 @@ PER_TOWER_NAME_ATTRS = ("frame_name", "stack_name", "tensor_array_name")
 # Towers after the first of each digit count are renamed byte copies of a template tower (fast,
 # and safe when the input graph contains no "tower" string). Tests turn it off to compare.
 BYTE_TEMPLATES = True
+
+
+@dataclass
+class _Template:
+    """A tower made from plans that the towers with as many digits copy as bytes."""
+
+    index: int
+    names: list[str]  # its nodes, in order
+    bases: frozenset[str]  # their names without the tower prefix
+    serialized: Template | None = None  # made at output time, once
 
 
 @dataclass(frozen=True)
@@ -416,18 +425,25 @@ class _Replicator:
         the plans; the other towers, when safe, by renaming the template's bytes."""
         region = set(self.order)
         members = [n for n in self.order if n not in self.tower0_only]
-        fast = BYTE_TEMPLATES and self.k > 2 and b"tower" not in self.ctx.shapes.source_bytes
-        templates: dict[int, tuple[int, bytes]] = {}
+        fast = (
+            BYTE_TEMPLATES
+            and self.k > 2
+            and b"tower" not in self.ctx.shapes.source_bytes
+            and not any("tower" in d for d in self.devices)
+        )
+        templates: dict[int, _Template] = {}
         for i in range(self.k):
             self.ctx.progress.update("replicate: tower", i, self.k)
             digits = len(str(i))
             if i > 0 and fast and digits in templates:
-                self._clone_from_template(i, members, *templates[digits])
+                self._clone_from_template(i, members, templates[digits])
                 continue
             extras = self._tower_extras(i) if i > 0 and self.replicated else []
             nodes = self._clone_with_plans(i, self.order if i == 0 else members, region, extras)
             if i > 0 and fast:
-                templates[digits] = (i, template_bytes(nodes))
+                names_ = [n.name for n in nodes]
+                prefix = len(f"tower{i}/")
+                templates[digits] = _Template(i, names_, frozenset(n[prefix:] for n in names_))
 
     # Input entries of a clone plan: a constant string, or a tuple rendered per tower.
     _COPY, _SINK, _SHARD, _STATE, _MEAN = range(5)
@@ -533,20 +549,36 @@ class _Replicator:
         self._insert_placed(out, link=False)
         return out
 
-    def _clone_from_template(self, i: int, members: list[str], t: int, data: bytes) -> None:
-        """Tower i from template tower t, which has as many digits: every renamed string keeps
-        its length. Its shard inputs are output indices, renamed as whole input fields."""
-        renames = [(f"tower{t}/".encode(), f"tower{i}/".encode())] + [
-            (input_field(f"{shard}:{t}"), input_field(f"{shard}:{i}")) for shard in self.shards.values()
+    def _clone_from_template(self, i: int, members: list[str], t: _Template) -> None:
+        """Tower i as a block: template tower t.index's bytes, renamed, written at output time
+        (so that later passes' placement of the template is seen). The template has as many
+        digits: every renamed string keeps its length; shard inputs are output indices, renamed
+        as whole input fields."""
+        renames = [(f"tower{t.index}/".encode(), f"tower{i}/".encode())] + [
+            (input_field(f"{shard}:{t.index}"), input_field(f"{shard}:{i}")) for shard in self.shards.values()
         ]
-        devices = (self._extras_devices(i) if self.replicated else []) + [
-            self._device(self.plans[n][2], i) for n in members
+
+        def render() -> bytes:
+            nodes = [self.g.node(n) for n in t.names]
+            if t.serialized is None:
+                t.serialized = template(nodes)
+            return copy(t.serialized, renames, self._copy_devices(i, t.index, members, nodes))
+
+        self.g._add_block(Block(f"tower{i}/", f"tower{t.index}/", t.bases, render))
+
+    def _copy_devices(self, i: int, t: int, members: list[str], template_nodes: list) -> list[str]:
+        """Where tower i's copies of template tower t's nodes run: by the same rules as the
+        template's, except that a template node a later pass moved (to its variable's parameter
+        server, say: a place shared by the towers) takes its copies along."""
+        own = self._tower_devices(t, members)
+        return [
+            dev if node.device == planned else node.device
+            for node, planned, dev in zip(template_nodes, own, self._tower_devices(i, members), strict=True)
         ]
-        copies = renamed(data, renames, len(devices))
-        for node, device in zip(copies.node, devices, strict=True):
-            node.device = device
-        self.g._insert_many(copies.node, container=copies, trusted=True, link=False)
-        self.cloned.update(node.name for node in copies.node)
+
+    def _tower_devices(self, i: int, members: list[str]) -> list[str]:
+        extras = self._extras_devices(i) if self.replicated else []
+        return extras + [self._device(self.plans[n][2], i) for n in members]
 
     def _tower_mean(self, p: str, k: int) -> str:
         """The element-wise mean of the towers' copies of output `k` of `p` (built once)."""
