@@ -8,6 +8,7 @@ from tensorflow.python.framework import c_api_util
 
 from .errors import InvalidGraphError
 from .ir import names
+from .ir.graph import NODE_TAG, varint
 
 
 class ShapeOracle:
@@ -21,6 +22,10 @@ class ShapeOracle:
 
     def __init__(self, graph_def):
         self._data = graph_def.SerializeToString()  # a snapshot: passes change the graph later
+        tail = tf.compat.v1.GraphDef()
+        tail.versions.CopyFrom(graph_def.versions)
+        tail.library.CopyFrom(graph_def.library)
+        self._tail = tail.SerializeToString()
         self._graph = None
         self._subset = False
         self._c_ops: dict[str, object] = {}
@@ -32,16 +37,16 @@ class ShapeOracle:
         return self._data
 
     def prepare(self, nodes) -> None:
-        """Import only `nodes` (every input of each must be among them), if nothing is loaded yet."""
+        """Import only `nodes`, NodeDefs as they are in the input (every input of each must be
+        among them), if nothing is loaded yet."""
         if self._graph is not None:
             return
-        keep = set(nodes)
-        full = tf.compat.v1.GraphDef.FromString(self._data)
-        subset = tf.compat.v1.GraphDef()
-        subset.versions.CopyFrom(full.versions)
-        subset.library.CopyFrom(full.library)
-        subset.node.extend(n for n in full.node if n.name in keep)
-        self._load(subset.SerializeToString())
+        parts = []
+        for node in nodes:
+            data = node.SerializeToString()
+            parts += (NODE_TAG, varint(len(data)), data)
+        parts.append(self._tail)
+        self._load(b"".join(parts))
         self._subset = True
 
     def _load(self, data: bytes | None = None) -> None:

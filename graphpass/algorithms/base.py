@@ -13,15 +13,24 @@ FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types
 
 
 class Builder:
-    """Emits the nodes of one reduction: names under `[tower{i}/]allreduce/<key>/`, scaling, sums."""
+    """Emits the nodes of one reduction: names under `[tower{i}/]allreduce/<key>/`, scaling (by
+    constants the pass shares, under `[tower{i}/]allreduce_shared/`), sums."""
 
-    def __init__(self, ctx: RewriteContext, reduction: Reduction, ordinal: int, average: bool):
+    def __init__(
+        self,
+        ctx: RewriteContext,
+        reduction: Reduction,
+        ordinal: int,
+        average: bool,
+        shared: dict | None = None,
+    ):
         self.ctx = ctx
         self.rw = ctx.rewriter
         self.red = reduction
         self.ordinal = ordinal
         self.average = average
         self.k = len(reduction.inputs)
+        self._shared = {} if shared is None else shared  # constants the pass's reductions share
 
     def scope(self, tower: int | None) -> str:
         base = f"allreduce/{self.red.key}"
@@ -134,8 +143,14 @@ class Builder:
                 f"cannot average the {types_pb2.DataType.Name(self.red.dtype)} gradient of "
                 f"'{self.red.key}'; use average: false"
             )
-        factor = self.rw.const(self.name(tower, "scale"), 1.0 / self.k, self.red.dtype, device)
-        return self.add(tower, "mean", "Mul", [tensor, factor.name], {"T": type_attr(self.red.dtype)}, device)
+        key = ("scale", device, self.red.dtype, self.k)
+        factor = self._shared.get(key)
+        if factor is None:
+            scope = "allreduce_shared" if tower is None else names.tower_name(tower, "allreduce_shared")
+            leaf = f"{scope}/scale_{types_pb2.DataType.Name(self.red.dtype)[3:].lower()}"
+            factor = self.rw.const(self.rw.unique_name(leaf), 1.0 / self.k, self.red.dtype, device).name
+            self._shared[key] = factor
+        return self.add(tower, "mean", "Mul", [tensor, factor], {"T": type_attr(self.red.dtype)}, device)
 
 
 class Algorithm:

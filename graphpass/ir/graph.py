@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from tensorflow.core.framework import graph_pb2, node_def_pb2
@@ -220,22 +219,30 @@ class Graph:
         node = self._nodes.pop(name)
         self._unlink(node)
 
+    def _delete_many(self, names_: Iterable[str]) -> None:
+        """Remove many nodes at once; the use maps are rebuilt when next needed."""
+        for name in names_:
+            del self._nodes[name]
+            self._parsed.pop(name, None)
+        self._users = self._coloc_users = None
+
     # -- whole-graph views ----------------------------------------------------------------
     def check_acyclic(self) -> None:
         """Raise InvalidGraphError if the graph has a cycle other than loop back-edges (linear)."""
-        nodes = self._nodes
-        indeg = dict.fromkeys(nodes, 0)
-        succ: dict[str, list[str]] = {}
-        for name in nodes:
-            data, ctrl = self._producers(name)
-            for p in data + ctrl:
-                if nodes[p].op in BACK_EDGE_OPS:
-                    continue
-                indeg[name] += 1
-                succ.setdefault(p, []).append(name)
-        stuck = on_cycles(indeg, succ)
-        if stuck:
-            raise InvalidGraphError(f"the graph has a cycle through node(s) {', '.join(stuck[:5])}")
+        cycle = find_cycle(self._predecessors())
+        if cycle:
+            raise InvalidGraphError(f"the graph has a cycle through node(s) {', '.join(cycle[:5])}")
+
+    def _predecessors(self) -> dict[str, tuple[str, ...]]:
+        """Each node's producers, but for loop back-edges."""
+        producers = self._producers
+        back = {name for name, node in self._nodes.items() if node.op in BACK_EDGE_OPS}
+        preds = {}
+        for name in self._nodes:
+            data, ctrl = producers(name)
+            both = data + ctrl
+            preds[name] = both if not back else tuple(p for p in both if p not in back)
+        return preds
 
     def ancestors(self, roots: Iterable[str], stop=None) -> set[str]:
         """Nodes reachable backwards from `roots` (included) over data and control edges.
@@ -312,17 +319,31 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
-def on_cycles(indegree: dict[str, int], successors: dict[str, list[str]]) -> list[str]:
-    """Kahn's algorithm: the nodes left with inputs after peeling off every node whose inputs are
-    done (those on or behind a cycle), sorted. `indegree` is consumed."""
-    ready = deque(n for n, d in indegree.items() if d == 0)
-    while ready:
-        n = ready.popleft()
-        for s in successors.get(n, ()):
-            indegree[s] -= 1
-            if indegree[s] == 0:
-                ready.append(s)
-    return sorted(n for n, d in indegree.items() if d > 0)
+def find_cycle(preds: dict[str, Sequence[str]]) -> list[str]:
+    """The nodes of a cycle (sorted) in the graph whose edges run into each node from
+    `preds[node]`, or [] if there is none. Iterative depth-first search, linear in the edges;
+    names missing from `preds` have no inputs."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in preds:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [iter(preds[root])]
+        while stack:
+            for p in stack[-1]:
+                seen = state.get(p)
+                if seen is None:
+                    state[p] = 1
+                    path.append(p)
+                    stack.append(iter(preds.get(p, ())))
+                    break
+                if seen == 1:
+                    return sorted(path[path.index(p) :])
+            else:
+                state[path.pop()] = 2
+                stack.pop()
+    return []
 
 
 def _dec(index: dict[str, dict[str, int]], key: str, user: str) -> None:

@@ -127,6 +127,11 @@ class Rewriter:
         self.graph._delete(name)
         return node
 
+    def drop(self, names_: Iterable[str]) -> None:
+        """Remove many nodes at once, unchecked: what still reads them must go too, or read a
+        node of the same name added later (the final structural check finds any left over)."""
+        self.graph._delete_many(names_)
+
     def erase(self, name: str) -> None:
         """Remove a node nobody uses; refusing keeps the graph free of dangling inputs."""
         users = self.graph.users(name)

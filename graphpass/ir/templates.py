@@ -1,11 +1,12 @@
-"""Copies of a group of nodes made from their serialized bytes: a template serialized once without
-devices, then per copy length-preserving renames (protobuf's framing stays valid) and each node's
-device spliced in. Nothing is parsed."""
+"""Copies of a group of nodes made from their serialized bytes: a template serialized once, then per
+copy length-preserving renames (protobuf's framing stays valid) and the devices moved, either by
+renaming whole device fields or by splicing each node's device in. Nothing is parsed."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import InternalError
 from .graph import NODE_TAG, NodeDef, varint
@@ -17,12 +18,15 @@ AFTER_DEVICE = frozenset(b"\x2a\x32\x3a")  # attr, experimental_debug_info, expe
 
 @dataclass(frozen=True)
 class Template:
-    """Serialized NodeDefs without devices; per node, where its bytes start, where its device
-    field goes (fields are written in number order: name, op, inputs, device, attrs, ...) and
-    where it ends."""
+    """Serialized NodeDefs (GraphDef node entries, deterministic) and their devices; per node,
+    where its body starts, where its device field starts and ends (fields are written in number
+    order: name, op, inputs, device, attrs, ...) and where the body ends."""
 
     data: bytes
-    spans: list[tuple[int, int, int]]
+    spans: list[tuple[int, int, int, int]]
+    devices: list[str]
+    counts: Counter
+    found: dict[bytes, int] = field(default_factory=dict)  # occurrences in data, counted once
 
 
 def _field(tag: bytes, text: str) -> bytes:
@@ -36,49 +40,92 @@ def input_field(ref: str) -> bytes:
 
 
 def template(nodes: Sequence[NodeDef]) -> Template:
-    """`nodes` serialized (deterministic) without their devices; the nodes are left as they were."""
-    data = bytearray()
+    """`nodes` serialized as they are, with where each one's device field lies."""
+    parts: list[bytes] = []
     spans = []
+    devices = []
+    size = 0
     for node in nodes:
-        device = node.device
-        node.device = ""
         body = node.SerializeToString(deterministic=True)
-        node.device = device
-        split = len(_field(b"\x0a", node.name)) + len(_field(b"\x12", node.op) if node.op else b"")
-        split += sum(len(_field(INPUT_TAG, ref)) for ref in node.input)
-        if split < len(body) and body[split] not in AFTER_DEVICE:
+        device = node.device
+        if device:
+            # Names, op and inputs come first and cannot hold a '"' (the field's tag), so the
+            # first match is the device field itself.
+            dev_field = _field(DEVICE_TAG, device)
+            split = body.find(dev_field)
+            after = split + len(dev_field)
+        else:
+            split = len(_field(b"\x0a", node.name)) + (len(_field(b"\x12", node.op)) if node.op else 0)
+            split += sum(len(_field(INPUT_TAG, ref)) for ref in node.input)
+            after = split
+        if split < 0 or (after < len(body) and body[after] not in AFTER_DEVICE):
             raise InternalError(f"node '{node.name}' does not serialize in field order")
-        data += NODE_TAG + varint(len(body))
-        spans.append((len(data), len(data) + split, len(data) + len(body)))
-        data += body
-    return Template(bytes(data), spans)
+        head = NODE_TAG + varint(len(body))
+        start = size + len(head)
+        spans.append((start, start + split, start + after, start + len(body)))
+        parts += (head, body)
+        size = start + len(body)
+        devices.append(device)
+    return Template(b"".join(parts), spans, devices, Counter(devices))
 
 
 def copy(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]) -> bytes:
     """The template's nodes with each (old, new) byte string replaced and node j on `devices[j]`.
 
-    The caller guarantees that the old strings occur only where meant (graphpass renames only
-    strings of its own making, in graphs that contain none like them).
+    Devices move by renaming whole device fields where that is exact (each old device maps to
+    one new one of the same length, found exactly where expected); else each node's device is
+    spliced into its bytes. The caller guarantees that the old strings of `renames` occur only
+    where meant (graphpass renames only strings of its own making, in graphs with none like them).
 
     Raises:
         InternalError: a rename changes a length, or `devices` does not fit the template.
     """
-    data = t.data
     for old, new in renames:
         if len(old) != len(new):
             raise InternalError(f"template rename {old!r} -> {new!r} changes the length")
-        data = data.replace(old, new)
     if len(devices) != len(t.spans):
         raise InternalError(f"{len(devices)} devices for a template of {len(t.spans)} nodes")
+    moves = _device_moves(t, devices)
+    data = t.data
+    for old, new in renames + (moves or []):
+        data = data.replace(old, new)
+    return data if moves is not None else _splice(t, data, devices)
+
+
+def _device_moves(t: Template, devices: Sequence[str]) -> list[tuple[bytes, bytes]] | None:
+    """Device field renames that put the template's nodes on `devices`, or None if renaming
+    cannot do it exactly: an old device that maps to two new ones, a new length, a device added
+    where none was, a move onto another move's source (renames run in sequence), or an old
+    device string that occurs elsewhere than in device fields."""
+    moves: dict[str, str] = {}
+    for old, new in zip(t.devices, devices, strict=True):
+        if moves.setdefault(old, new) != new:
+            return None
+    moved = sorted((old, new) for old, new in moves.items() if old != new)
+    if any(len(old) != len(new) or not old for old, new in moved):
+        return None
+    if {new for _, new in moved} & {old for old, _ in moved}:
+        return None
+    fields = [(_field(DEVICE_TAG, old), _field(DEVICE_TAG, new)) for old, new in moved]
+    for (dev_field, _), (old, _) in zip(fields, moved, strict=True):
+        found = t.found.get(dev_field)
+        if found is None:
+            found = t.found[dev_field] = t.data.count(dev_field)
+        if found != t.counts[old]:
+            return None
+    return fields
+
+
+def _splice(t: Template, data: bytes, devices: Sequence[str]) -> bytes:
     view = memoryview(data)
     fields: dict[str, bytes] = {}
     parts: list = []
-    for (start, split, end), device in zip(t.spans, devices, strict=True):
-        field = fields.get(device)
-        if field is None:
-            field = fields[device] = _field(DEVICE_TAG, device) if device else b""
-        parts.append(NODE_TAG + varint(end - start + len(field)))
+    for (start, split, after, end), device in zip(t.spans, devices, strict=True):
+        dev_field = fields.get(device)
+        if dev_field is None:
+            dev_field = fields[device] = _field(DEVICE_TAG, device) if device else b""
+        parts.append(NODE_TAG + varint(end - start - (after - split) + len(dev_field)))
         parts.append(view[start:split])
-        parts.append(field)
-        parts.append(view[split:end])
+        parts.append(dev_field)
+        parts.append(view[after:end])
     return b"".join(parts)

@@ -13,7 +13,7 @@ from tensorflow.python.framework.device_spec import DeviceSpecV2
 from .. import opdefs
 from ..errors import InternalError, InvalidGraphError
 from . import names
-from .graph import BACK_EDGE_OPS, Graph, on_cycles
+from .graph import BACK_EDGE_OPS, Graph, find_cycle
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")  # TensorFlow's rule for op names
 
@@ -34,20 +34,18 @@ def validate_input(graph: Graph) -> None:
         if node.op not in known_ops:
             opdefs.op_def(node.op, name)
             known_ops.add(node.op)
-        data, ctrl = [], []
-        for ref in node.input:
+        refs = node.input
+        data = []
+        k = 0
+        for ref in refs:  # data inputs (a control input ends them)
             if ref[:1] == "^":
-                producer, index = ref[1:], 0
-                ctrl.append(producer)
-            else:
-                colon = ref.rfind(":")
-                index = (
-                    int(ref[colon + 1 :])
-                    if colon >= 0 and ref[colon + 1 :].isascii() and (ref[colon + 1 :].isdigit())
-                    else 0
-                )
-                producer = ref[:colon] if index or (colon >= 0 and ref[colon + 1 :] == "0") else ref
-                data.append(producer)
+                break
+            k += 1
+            colon = ref.rfind(":")
+            digits = ref[colon + 1 :] if colon >= 0 else ""
+            index = int(digits) if digits.isascii() and digits.isdigit() else 0
+            producer = ref[:colon] if index or digits == "0" else ref
+            data.append(producer)
             if producer not in nodes:
                 raise InvalidGraphError(f"node '{name}' reads '{ref}', which is not in the graph")
             if index > 0:
@@ -58,6 +56,15 @@ def validate_input(graph: Graph) -> None:
                         f"node '{name}' reads output {index} of '{producer}', which has "
                         f"{outputs[producer]} outputs"
                     )
+        ctrl = []
+        if k < len(refs):
+            rest = refs[k:]
+            ctrl = [r[1:] for r in rest if r[:1] == "^"]
+            if len(ctrl) != len(rest):
+                raise InvalidGraphError(f"node '{name}' has a data input after a control input")
+            if not all(map(nodes.__contains__, ctrl)):
+                missing = next(p for p in ctrl if p not in nodes)
+                raise InvalidGraphError(f"node '{name}' reads '^{missing}', which is not in the graph")
         graph._parsed[name] = (tuple(data), tuple(ctrl))
         if names.COLOCATION_ATTR in node.attr:
             for target in names.colocation_targets(node):
@@ -92,7 +99,7 @@ def check(graph: Graph, devices: bool = True) -> None:
 
 def check_edges(graph: Graph) -> None:
     """Every input names an existing node (and one of its outputs); data before control inputs;
-    colocation targets exist; no cycles but loop back-edges. One pass over the inputs.
+    colocation targets exist; no cycles but loop back-edges. Linear in the inputs.
 
     Nodes in blocks are not visited: their edges mirror those of the parsed tower they copy,
     which is checked here, so they can neither dangle nor close a cycle. An input that reads one
@@ -100,53 +107,63 @@ def check_edges(graph: Graph) -> None:
     """
     nodes = graph._nodes
     ops = {name: node.op for name, node in nodes.items()}
+    has = ops.__contains__
+    back = {name for name, op in ops.items() if op in BACK_EDGE_OPS}
     outputs: dict[str, int] = {}
-    indegree: dict[str, int] = {}
-    successors: dict[str, list[str]] = defaultdict(list)
-
-    def producer_op(producer: str, name: str, ref: str) -> str | None:
-        """The producer's op; None for a node in a block (no edge to follow)."""
-        twin = graph.twin(producer)
-        if twin is None:
-            raise InternalError(f"node '{name}' reads '{ref}', which does not exist")
-        ops[producer] = twin.op
-        outputs[producer] = _num_outputs(twin)
-        return None
-
+    preds: dict[str, list[str]] = {}
     for name, node in nodes.items():
-        count = 0
-        data = True
-        for ref in node.input:
+        refs = node.input
+        prods = []
+        k = 0
+        for ref in refs:  # the data inputs
             if ref[0] == "^":
-                data = False
-                producer = ref[1:]
-                op = ops.get(producer) or producer_op(producer, name, ref)
-            else:
-                if not data:
-                    raise InternalError(f"node '{name}' has a data input after a control input")
-                colon = ref.rfind(":")
-                producer = ref if colon < 0 else ref[:colon]
-                op = ops.get(producer) or producer_op(producer, name, ref)
-                if colon >= 0:
-                    index = int(ref[colon + 1 :])
-                    have = outputs.get(producer)
-                    if have is None:
-                        have = outputs[producer] = _num_outputs(nodes[producer])
-                    if index >= have:
-                        raise InternalError(
-                            f"node '{name}' reads output {index} of '{producer}' (it has {have})"
-                        )
-            if op not in BACK_EDGE_OPS and producer in nodes:
-                count += 1
-                successors[producer].append(name)
-        indegree[name] = count
+                break
+            k += 1
+            colon = ref.rfind(":")
+            producer = ref if colon < 0 else ref[:colon]
+            if producer not in ops:
+                _check_block_input(graph, name, ref, producer, outputs)
+            elif colon >= 0:
+                index = int(ref[colon + 1 :])
+                have = outputs.get(producer)
+                if have is None:
+                    have = outputs[producer] = _num_outputs(nodes[producer])
+                if index >= have:
+                    raise InternalError(f"node '{name}' reads output {index} of '{producer}' (it has {have})")
+            prods.append(producer)
+        if k < len(refs):
+            rest = refs[k:]
+            ctrl = [r[1:] for r in rest if r[0] == "^"]
+            if len(ctrl) != len(rest):
+                raise InternalError(f"node '{name}' has a data input after a control input")
+            if not all(map(has, ctrl)):
+                for p in ctrl:
+                    if p not in ops:
+                        _check_block_input(graph, name, "^" + p, p, outputs)
+            prods += ctrl
+        preds[name] = prods if not back else [p for p in prods if p not in back]
         if names.COLOCATION_ATTR in node.attr:
             for target in names.colocation_targets(node):
                 if target not in graph:
                     raise InternalError(f"node '{name}' is colocated with missing node '{target}'")
-    stuck = on_cycles(indegree, successors)
-    if stuck:
-        raise InternalError(f"the graph has a cycle through node(s) {', '.join(stuck[:5])}")
+    cycle = find_cycle(preds)
+    if cycle:
+        raise InternalError(f"the graph has a cycle through node(s) {', '.join(cycle[:5])}")
+
+
+def _check_block_input(graph: Graph, name: str, ref: str, producer: str, outputs: dict[str, int]) -> None:
+    """An input naming no parsed node must name a node in a block, and one of its twin's outputs."""
+    twin = graph.twin(producer)
+    if twin is None:
+        raise InternalError(f"node '{name}' reads '{ref}', which does not exist")
+    colon = ref.rfind(":")
+    if ref[0] != "^" and colon >= 0:
+        index = int(ref[colon + 1 :])
+        have = outputs.get(producer)
+        if have is None:
+            have = outputs[producer] = _num_outputs(twin)
+        if index >= have:
+            raise InternalError(f"node '{name}' reads output {index} of '{producer}' (it has {have})")
 
 
 def _num_outputs(node) -> int:

@@ -69,8 +69,9 @@ class AllReduce(Pass):
         algo.prepare(ctx)
         rw = ctx.rewriter
         start = len(ctx.reduced)
+        shared: dict = {}
         for ordinal, red in enumerate(ctx.pending, start):
-            builder = Builder(ctx, red, ordinal, self.average)
+            builder = Builder(ctx, red, ordinal, self.average, shared)
             results = algo.build(builder) if red.kind == "dense" else build_gather(builder)
             for sink, tensor in zip(red.outputs, results, strict=True):
                 rw.set_inputs(sink, [tensor] + [names.control(c) for c in _controls(ctx, sink)])

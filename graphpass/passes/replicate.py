@@ -55,6 +55,8 @@ class _Template:
     names: list[str]  # its nodes, in order
     bases: frozenset[str]  # their names without the tower prefix
     serialized: Template | None = None  # made at output time, once
+    planned: list[str] | None = None  # its devices by the tower's placement rules
+    slots: list | None = None  # per node, what its copies' devices depend on
 
 
 @dataclass(frozen=True)
@@ -142,18 +144,19 @@ class _Replicator:
     def _regions(self) -> None:
         g = self.g
 
-        def excluded(n: str) -> bool:
-            """Shared by all towers: variables, placeholders (split or shared), big constants, and
-            persistent resources (stateful ops without inputs: tables, queues, iterators). Every
-            other op is copied per tower."""
-            node = g.node(n)
-            return (
-                n in self.variables
-                or n in self.batched
-                or node.op in INPUT_OPS  # feed points: a scalar (learning rate, flag) is shared
-                or (node.op == "Const" and node.attr["value"].tensor.ByteSize() > self.share_constants_over)
-                or (opdefs.is_stateful(node.op) and not any(not r.startswith("^") for r in node.input))
-            )
+        # Shared by all towers: variables, placeholders (split or shared), big constants, and
+        # persistent resources (stateful ops without inputs: tables, queues, iterators). Every
+        # other op is copied per tower.
+        shared = set(self.variables) | set(self.batched)
+        for n, node in zip(g.names(), g.nodes(), strict=True):
+            op = node.op
+            if (
+                op in INPUT_OPS  # feed points: a scalar (learning rate, flag) is shared
+                or (op == "Const" and node.attr["value"].tensor.ByteSize() > self.share_constants_over)
+                or (opdefs.is_stateful(op) and not any(r[:1] != "^" for r in node.input))
+            ):
+                shared.add(n)
+        excluded = shared.__contains__
 
         roots = [u.name for u in self.a.updates] if self.replicated else sorted(self.raw_nodes)
         # Per-tower sources: the fed batch, and stateful ops that do not read a variable (each
@@ -174,7 +177,7 @@ class _Replicator:
         # tower too: left global they would read merged copies for nothing.
         backward = gradients.backward_nodes(g, self.a.gradient_scopes)
         roots += [n for n in g.names() if n in backward and n in self.data_dep and n not in after_cut]
-        region = {n for n in g.ancestors(roots, stop=excluded) if not excluded(n)}
+        region = g.ancestors(roots, stop=excluded) - shared
         before_cut = g.ancestors(self.raw_nodes, stop=excluded)
         self.update = {n for n in region if n in after_cut and n not in before_cut}
         self.tower = region - self.update
@@ -190,7 +193,7 @@ class _Replicator:
         # control_dependencies(update_ops)) run once, in tower 0; so does what only they need.
         writes = {n for n in region if self._writes_shared(n)}
         if writes:
-            rest = g.ancestors(roots, stop=lambda n: excluded(n) or n in writes)
+            rest = g.ancestors(roots, stop=(shared | writes).__contains__)
             self.tower0_only = {n for n in region if n in writes or n not in rest}
 
     def _reads_variable(self, n: str) -> bool:
@@ -405,7 +408,8 @@ class _Replicator:
         """Decide, once per region node, how every tower's copy reads its inputs and where it
         runs. The plans keep the original NodeDefs, so the originals may leave the graph."""
         region = set(self.order)
-        self.plans = {n: (self.g.node(n), *self._plan(n, region)) for n in self.order}
+        memo: dict = {}
+        self.plans = {n: (self.g.node(n), *self._plan(n, region, memo)) for n in self.order}
 
     def _check_output_size(self) -> None:
         """Refuse, before copying anything, a rewrite whose GraphDef would pass protobuf's limit."""
@@ -448,9 +452,19 @@ class _Replicator:
     # Input entries of a clone plan: a constant string, or a tuple rendered per tower.
     _COPY, _SINK, _SHARD, _STATE, _MEAN = range(5)
 
-    def _plan(self, n: str, region: set[str]) -> tuple[list, tuple]:
-        """How node `n` is copied into any tower: its inputs and where it is placed."""
-        return [self._input_entry(ref, n, region) for ref in self.g.node(n).input], self._device_kind(n)
+    def _plan(self, n: str, region: set[str], memo: dict) -> tuple[list, tuple]:
+        """How node `n` is copied into any tower: its inputs and where it is placed. `memo`:
+        entries by input string, for the readers whose entries depend on nothing else."""
+        refs = self.g.node(n).input
+        if n in self.update or n in self.tower0_only:
+            return [self._input_entry(ref, n, region) for ref in refs], self._device_kind(n)
+        entries = []
+        for ref in refs:
+            entry = memo.get(ref)
+            if entry is None:
+                entry = memo[ref] = self._input_entry(ref, n, region)
+            entries.append(entry)
+        return entries, self._device_kind(n)
 
     def _input_entry(self, ref: str, consumer: str, region: set[str]):
         r = names.parse(ref)
@@ -510,6 +524,8 @@ class _Replicator:
         dev = self.devices[i]
         if kind[0] == "host":
             return self._hosts[dev]
+        if kind[0] == "any":
+            return dev
         key = (id(kind[1]), self._types[dev])
         ok = self._kernel_ok.get(key)
         if ok is None:
@@ -519,6 +535,7 @@ class _Replicator:
     def _clone_with_plans(self, i: int, members: list[str], region: set[str], extras: list) -> list:
         """Tower i's replicas and mirrors (`extras`, made already) and its copies of `members`."""
         prefix = f"tower{i}/"
+        copy_kind = self._COPY
         out = list(extras)
         for n in members:
             src, inputs, kind = self.plans[n]
@@ -528,7 +545,12 @@ class _Replicator:
             node.CopyFrom(src)
             node.name = name
             del node.input[:]
-            node.input.extend([self._render(e, i) for e in inputs])
+            node.input.extend(
+                [
+                    e if type(e) is str else e[1] + prefix + e[2] if e[0] == copy_kind else self._render(e, i)
+                    for e in inputs
+                ]
+            )
             node.device = self._device(kind, i)
             attrs = node.attr
             if OUTPUT_SHAPES in attrs:
@@ -559,26 +581,49 @@ class _Replicator:
         ]
 
         def render() -> bytes:
-            nodes = [self.g.node(n) for n in t.names]
             if t.serialized is None:
-                t.serialized = template(nodes)
-            return copy(t.serialized, renames, self._copy_devices(i, t.index, members, nodes))
+                t.serialized = template([self.g.node(n) for n in t.names])
+            return copy(t.serialized, renames, self._copy_devices(i, t, members))
 
         self.g._add_block(Block(f"tower{i}/", f"tower{t.index}/", t.bases, render))
 
-    def _copy_devices(self, i: int, t: int, members: list[str], template_nodes: list) -> list[str]:
-        """Where tower i's copies of template tower t's nodes run: by the same rules as the
-        template's, except that a template node a later pass moved (to its variable's parameter
-        server, say: a place shared by the towers) takes its copies along."""
-        own = self._tower_devices(t, members)
-        return [
-            dev if node.device == planned else node.device
-            for node, planned, dev in zip(template_nodes, own, self._tower_devices(i, members), strict=True)
-        ]
-
-    def _tower_devices(self, i: int, members: list[str]) -> list[str]:
+    def _copy_devices(self, i: int, t: _Template, members: list[str]) -> list[str]:
+        """Where tower i's copies of template t's nodes run: by the same rules as the template's,
+        except that a template node a later pass moved (to its variable's parameter server, say:
+        a place shared by the towers) takes its copies along."""
+        if t.slots is None:
+            extras = self._extras_devices(t.index) if self.replicated else []
+            kinds = [None] * len(extras) + [self.plans[n][2] for n in members]
+            t.planned = extras + [self._device(kind, t.index) for kind in kinds[len(extras) :]]
+            now = t.serialized.devices
+            # A slot: the device itself (moved, or a replica/mirror: computed per tower), or
+            # the placement kind, whose device per tower is looked up once per distinct kind.
+            one_type = len(set(self._types.values())) == 1
+            t.slots = [
+                now[j] if now[j] != t.planned[j] else self._slot(kinds[j], one_type)
+                for j in range(len(kinds))
+            ]
         extras = self._extras_devices(i) if self.replicated else []
-        return extras + [self._device(self.plans[n][2], i) for n in members]
+        table: dict = {}
+        out = []
+        for j, slot in enumerate(t.slots):
+            if slot is None:
+                out.append(extras[j])
+            elif type(slot) is str:
+                out.append(slot)
+            else:
+                dev = table.get(slot)
+                if dev is None:
+                    dev = table[slot] = self._device(slot, i)
+                out.append(dev)
+        return out
+
+    def _slot(self, kind: tuple | None, one_type: bool) -> tuple | None:
+        """`kind` as a key that says where a node goes in any tower: a compute node whose op has
+        a kernel on the towers' (single) device type is ("any",), one that has not ("host",)."""
+        if kind is None or kind[0] != "tower" or not one_type:
+            return kind
+        return ("any",) if self._device(kind, 0) == self.devices[0] else ("host",)
 
     def _tower_mean(self, p: str, k: int) -> str:
         """The element-wise mean of the towers' copies of output `k` of `p` (built once)."""
@@ -722,8 +767,9 @@ class _Replicator:
         the towers' copies: mean (float scalars), sum (integer scalars), batch concatenation."""
         if self.merge_needed:  # their shapes decide how; only their ancestors need inferring
             original = self.original
-            upstream = self.g.ancestors(self.merge_needed, stop=lambda n: n not in original)
-            self.ctx.shapes.prepare(n for n in upstream if n in original)
+            upstream = self.g.ancestors(self.merge_needed, stop=lambda n: n not in original) & original
+            # Region nodes and what they read are as in the input until the towers are built.
+            self.ctx.shapes.prepare(self.g.node(n) for n in self.g.names() if n in upstream)
         for n in self.order:
             if n not in self.merge_needed:
                 continue
@@ -811,9 +857,7 @@ class _Replicator:
                 continue
             keep.add(n)
             stack.extend(p for p in self.g.input_nodes(n) if p in region and p in self.g)
-        for n in reversed(self.order):
-            if n not in keep and n in self.g:
-                self.rw.take(n)
+        self.rw.drop([n for n in self.order if n not in keep and n in self.g])
         for n in keep:  # a kept node colocated with a dropped one goes with tower 0's copy of it
             node = self.g.get(n)
             if node is not None and names.COLOCATION_ATTR in node.attr:
