@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -79,11 +80,13 @@ def parse_devices(
     return devices
 
 
+@functools.cache
 def device_type(device: str) -> str:
     spec = DeviceSpecV2.from_string(device)
     return (spec.device_type or "").upper()
 
 
+@functools.cache
 def host_of(device: str) -> str:
     """The CPU of the machine that holds `device`."""
     spec = DeviceSpecV2.from_string(device)

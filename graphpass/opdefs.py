@@ -210,15 +210,22 @@ def _kernel_constraints(op_type: str, device_type: str) -> tuple[tuple[tuple[str
 
 def has_kernel(node, device_type: str) -> bool:
     """Whether TensorFlow registers a kernel for `node` (with its attrs) on `device_type`."""
-    kernels_ = _kernel_constraints(node.op, device_type)
-    if not kernels_:
-        return False
+    names = _constrained_attrs(node.op, device_type)
     attrs = node.attr
-    for constraints in kernels_:
-        for name, allowed in constraints:
-            value = attrs.get(name)
-            if value is not None and value.type not in allowed:
-                break
-        else:
+    types = tuple(attrs[n].type if n in attrs else None for n in names)
+    return _has_kernel(node.op, device_type, types)
+
+
+@functools.cache
+def _constrained_attrs(op_type: str, device_type: str) -> tuple[str, ...]:
+    return tuple(sorted({name for k in _kernel_constraints(op_type, device_type) for name, _ in k}))
+
+
+@functools.cache
+def _has_kernel(op_type: str, device_type: str, types: tuple) -> bool:
+    """`types`: the node's types for the attrs in _constrained_attrs (None where unset)."""
+    given = dict(zip(_constrained_attrs(op_type, device_type), types, strict=True))
+    for constraints in _kernel_constraints(op_type, device_type):
+        if all(given[name] is None or given[name] in allowed for name, allowed in constraints):
             return True
     return False

@@ -144,6 +144,8 @@ def test_parameter_server_device_holds_every_variable(load_fixture):
         ("lstm_v1", "ps-least-loaded", 4),
         ("batchnorm", "replicated-hierarchical", 4),
         ("embedding_adam", "replicated-ring", 3),
+        ("mlp_adam", "replicated-collective", 2),
+        ("saver_mlp", "ps-least-loaded", 2),
     ],
 )
 def test_byte_template_towers_equal_planned_towers(load_fixture, monkeypatch, model, rules, k):

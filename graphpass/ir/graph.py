@@ -60,6 +60,7 @@ class Graph:
         self.library = graph_def.library
         self.versions = graph_def.versions
         self._parsed: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._ref_node = names.Memo(names.node_of)  # input string -> the node it reads
         self._users: dict[str, dict[str, int]] | None = None
         self._coloc_users: dict[str, dict[str, int]] | None = None
         self._blocks: dict[str, Block] = {}  # by prefix
@@ -110,14 +111,14 @@ class Graph:
         """(data producers, control producers) of node `name`, parsed once."""
         cached = self._parsed.get(name)
         if cached is None:
-            data, ctrl = [], []
-            for ref in self._nodes[name].input:
+            refs = self._nodes[name].input
+            k = 0
+            for ref in refs:  # data inputs come first (the input is validated, the Rewriter keeps it so)
                 if ref[:1] == "^":
-                    ctrl.append(ref[1:])
-                else:
-                    data.append(names.node_of(ref))
-            cached = (tuple(data), tuple(ctrl))
-            self._parsed[name] = cached
+                    break
+                k += 1
+            producers = tuple(map(self._ref_node.__getitem__, refs))
+            cached = self._parsed[name] = (producers[:k], producers[k:])
         return cached
 
     def input_nodes(self, name: str) -> list[str]:
@@ -141,7 +142,10 @@ class Graph:
         return list(users) if users else []
 
     def producer_op(self, ref: str) -> str:
-        return self._nodes[names.node_of(ref)].op
+        node = self.twin(names.node_of(ref))
+        if node is None:
+            raise InternalError(f"no node named '{names.node_of(ref)}' in the graph")
+        return node.op
 
     def _use_map(self) -> dict[str, dict[str, int]]:
         if self._users is None:

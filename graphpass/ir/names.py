@@ -39,6 +39,23 @@ def node_of(ref: str) -> str:
     return ref[:i] if idx.isascii() and idx.isdigit() else ref
 
 
+class Memo(dict):
+    """`fn` of each key, computed once: `map(memo.__getitem__, keys)` runs in C for keys seen
+    before (a graph's inputs repeat: ResNet-50's 93k inputs are 7k distinct strings)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self._fn = fn
+
+    def __missing__(self, key):
+        value = self[key] = self._fn(key)
+        return value
+
+
+def is_control(ref: str) -> bool:
+    return ref[:1] == "^"
+
+
 def tensor(node: str, index: int = 0) -> str:
     """The canonical input string for output `index` of `node`."""
     return node if index == 0 else f"{node}:{index}"
@@ -46,10 +63,6 @@ def tensor(node: str, index: int = 0) -> str:
 
 def control(node: str) -> str:
     return "^" + node
-
-
-def is_control(ref: str) -> bool:
-    return ref.startswith("^")
 
 
 COLOCATION_ATTR = "_class"

@@ -69,6 +69,23 @@ def template(nodes: Sequence[NodeDef]) -> Template:
     return Template(b"".join(parts), spans, devices, Counter(devices))
 
 
+def subset(t: Template, keep: Sequence[int]) -> Template:
+    """The template of nodes `keep` (indices into `t`, in order) alone."""
+    view = memoryview(t.data)
+    parts: list = []
+    spans = []
+    size = 0
+    for j in keep:
+        start, split, after, end = t.spans[j]
+        head = NODE_TAG + varint(end - start)
+        base = size + len(head) - start
+        spans.append((start + base, split + base, after + base, end + base))
+        parts += (head, view[start:end])
+        size = end + base
+    devices = [t.devices[j] for j in keep]
+    return Template(b"".join(parts), spans, devices, Counter(devices))
+
+
 def copy(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]) -> bytes:
     """The template's nodes with each (old, new) byte string replaced and node j on `devices[j]`.
 

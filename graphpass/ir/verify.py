@@ -28,6 +28,7 @@ def validate_input(graph: Graph) -> None:
     outputs: dict[str, int] = {}
     devices: set[str] = set()
     known_ops: set[str] = set()
+    control, producer = names.Memo(names.is_control), graph._ref_node
     for name, node in nodes.items():
         if not NODE_NAME.match(name):
             raise InvalidGraphError(f"node name {name!r} is not a valid TensorFlow op name")
@@ -44,28 +45,28 @@ def validate_input(graph: Graph) -> None:
             colon = ref.rfind(":")
             digits = ref[colon + 1 :] if colon >= 0 else ""
             index = int(digits) if digits.isascii() and digits.isdigit() else 0
-            producer = ref[:colon] if index or digits == "0" else ref
-            data.append(producer)
-            if producer not in nodes:
+            source = ref[:colon] if index or digits == "0" else ref
+            data.append(source)
+            if source not in nodes:
                 raise InvalidGraphError(f"node '{name}' reads '{ref}', which is not in the graph")
             if index > 0:
-                if producer not in outputs:
-                    outputs[producer] = len(opdefs.output_types(nodes[producer]))
-                if index >= outputs[producer]:
+                if source not in outputs:
+                    outputs[source] = len(opdefs.output_types(nodes[source]))
+                if index >= outputs[source]:
                     raise InvalidGraphError(
-                        f"node '{name}' reads output {index} of '{producer}', which has "
-                        f"{outputs[producer]} outputs"
+                        f"node '{name}' reads output {index} of '{source}', which has "
+                        f"{outputs[source]} outputs"
                     )
-        ctrl = []
+        ctrl: tuple[str, ...] = ()
         if k < len(refs):
             rest = refs[k:]
-            ctrl = [r[1:] for r in rest if r[:1] == "^"]
-            if len(ctrl) != len(rest):
+            if not all(map(control.__getitem__, rest)):
                 raise InvalidGraphError(f"node '{name}' has a data input after a control input")
+            ctrl = tuple(map(producer.__getitem__, rest))
             if not all(map(nodes.__contains__, ctrl)):
                 missing = next(p for p in ctrl if p not in nodes)
                 raise InvalidGraphError(f"node '{name}' reads '^{missing}', which is not in the graph")
-        graph._parsed[name] = (tuple(data), tuple(ctrl))
+        graph._parsed[name] = (tuple(data), ctrl)
         if names.COLOCATION_ATTR in node.attr:
             for target in names.colocation_targets(node):
                 if target not in nodes:
@@ -109,6 +110,7 @@ def check_edges(graph: Graph) -> None:
     ops = {name: node.op for name, node in nodes.items()}
     has = ops.__contains__
     back = {name for name, op in ops.items() if op in BACK_EDGE_OPS}
+    control, unhat = names.Memo(names.is_control), names.Memo(lambda ref: ref[1:])
     outputs: dict[str, int] = {}
     preds: dict[str, list[str]] = {}
     for name, node in nodes.items():
@@ -133,9 +135,9 @@ def check_edges(graph: Graph) -> None:
             prods.append(producer)
         if k < len(refs):
             rest = refs[k:]
-            ctrl = [r[1:] for r in rest if r[0] == "^"]
-            if len(ctrl) != len(rest):
+            if not all(map(control.__getitem__, rest)):
                 raise InternalError(f"node '{name}' has a data input after a control input")
+            ctrl = list(map(unhat.__getitem__, rest))
             if not all(map(has, ctrl)):
                 for p in ctrl:
                     if p not in ops:

@@ -33,7 +33,7 @@ from ..io import MAX_GRAPH_BYTES
 from ..ir import names
 from ..ir.graph import Block, NodeDef
 from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
-from ..ir.templates import Template, copy, input_field, template
+from ..ir.templates import Template, copy, input_field, subset, template
 from .base import Pass, PassResult, option
 
 FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
@@ -52,10 +52,10 @@ class _Template:
     """A tower made from plans that the towers with as many digits copy as bytes."""
 
     index: int
-    names: list[str]  # its nodes, in order
+    names: list[str]  # its nodes, in order: replicas and mirrors, then the members
     bases: frozenset[str]  # their names without the tower prefix
+    extras: int  # how many replicas and mirrors
     serialized: Template | None = None  # made at output time, once
-    planned: list[str] | None = None  # its devices by the tower's placement rules
     slots: list | None = None  # per node, what its copies' devices depend on
 
 
@@ -425,29 +425,72 @@ class _Replicator:
             )
 
     def _clone_towers(self) -> None:
-        """Copy the region once per tower: tower 0 and a template tower per digit count through
-        the plans; the other towers, when safe, by renaming the template's bytes."""
+        """Copy the region once per tower. Through the plans: a template tower per digit count
+        (tower 1, and tower 10 from K = 11) and the part of tower 0 that reads differently
+        (canonical variables, the shards, tower-0-only work). Every other tower, and the rest of
+        tower 0, when safe: as renamed bytes of the template."""
         region = set(self.order)
         members = [n for n in self.order if n not in self.tower0_only]
         fast = (
             BYTE_TEMPLATES
-            and self.k > 2
             and b"tower" not in self.ctx.shapes.source_bytes
             and not any("tower" in d for d in self.devices)
         )
+        if not fast or self.k == 1:
+            for i in range(self.k):
+                self.ctx.progress.update("replicate: tower", i, self.k)
+                extras = self._tower_extras(i) if i > 0 and self.replicated else []
+                self._clone_with_plans(i, self.order if i == 0 else members, region, extras)
+            return
+        regular = self._regular_in_tower0(members)
+        self._clone_with_plans(0, [n for n in self.order if n not in regular], region, [])
         templates: dict[int, _Template] = {}
+        for i in (1, 10):
+            if i < self.k:
+                extras = self._tower_extras(i) if self.replicated else []
+                names_ = [n.name for n in self._clone_with_plans(i, members, region, extras)]
+                prefix = len(f"tower{i}/")
+                templates[len(str(i))] = _Template(
+                    i, names_, frozenset(n[prefix:] for n in names_), len(extras)
+                )
         for i in range(self.k):
             self.ctx.progress.update("replicate: tower", i, self.k)
-            digits = len(str(i))
-            if i > 0 and fast and digits in templates:
-                self._clone_from_template(i, members, templates[digits])
+            if i == 0:
+                self._clone_from_template(0, members, templates[1], keep=[n in regular for n in members])
+            elif i not in (1, 10):
+                self._clone_from_template(i, members, templates[len(str(i))])
+
+    def _regular_in_tower0(self, members: list[str]) -> set[str]:
+        """Members whose tower-0 copy is the template's renamed: every input a copy, a constant
+        name or a sink; not colocated with a replicated variable (tower 0 has the canonical one);
+        not the colocation target of a node outside the towers (placement reads its device)."""
+        pinned = {
+            t[len("tower0/") :]
+            for node in self.g.nodes()
+            if names.COLOCATION_ATTR in node.attr
+            for t in names.colocation_targets(node)
+            if t.startswith("tower0/")
+        }
+        sinks_ok = {
+            t
+            for t, outs in self.sinks.items()
+            if len(outs) > 1 and outs[0][len("tower0/") :] == outs[1][len("tower1/") :]
+        }
+        out = set()
+        plain = (self._COPY,)
+        for n in members:
+            src, inputs, _ = self.plans[n]
+            if n in pinned or any(
+                type(e) is not str and e[0] not in plain and not (e[0] == self._SINK and e[1] in sinks_ok)
+                for e in inputs
+            ):
                 continue
-            extras = self._tower_extras(i) if i > 0 and self.replicated else []
-            nodes = self._clone_with_plans(i, self.order if i == 0 else members, region, extras)
-            if i > 0 and fast:
-                names_ = [n.name for n in nodes]
-                prefix = len(f"tower{i}/")
-                templates[digits] = _Template(i, names_, frozenset(n[prefix:] for n in names_))
+            if names.COLOCATION_ATTR in src.attr and any(
+                t in self.state for t in names.colocation_targets(src)
+            ):
+                continue
+            out.add(n)
+        return out
 
     # Input entries of a clone plan: a constant string, or a tuple rendered per tower.
     _COPY, _SINK, _SHARD, _STATE, _MEAN = range(5)
@@ -571,42 +614,52 @@ class _Replicator:
         self._insert_placed(out, link=False)
         return out
 
-    def _clone_from_template(self, i: int, members: list[str], t: _Template) -> None:
-        """Tower i as a block: template tower t.index's bytes, renamed, written at output time
-        (so that later passes' placement of the template is seen). The template has as many
-        digits: every renamed string keeps its length; shard inputs are output indices, renamed
-        as whole input fields."""
-        renames = [(f"tower{t.index}/".encode(), f"tower{i}/".encode())] + [
-            (input_field(f"{shard}:{t.index}"), input_field(f"{shard}:{i}")) for shard in self.shards.values()
-        ]
+    def _clone_from_template(
+        self, i: int, members: list[str], t: _Template, keep: list[bool] | None = None
+    ) -> None:
+        """Tower i as a block: template tower t.index's bytes (its members where `keep`, not its
+        replicas), renamed, written at output time (so that later passes' placement of the
+        template is seen). The template has as many digits: every renamed string keeps its
+        length; shard inputs are output indices, renamed as whole input fields."""
+        renames = [(f"tower{t.index}/".encode(), f"tower{i}/".encode())]
+        if keep is None:
+            renames += [
+                (input_field(f"{shard}:{t.index}"), input_field(f"{shard}:{i}"))
+                for shard in self.shards.values()
+            ]
+            chosen = list(range(len(t.names)))
+        else:
+            chosen = [t.extras + j for j, k in enumerate(keep) if k]
 
         def render() -> bytes:
             if t.serialized is None:
                 t.serialized = template([self.g.node(n) for n in t.names])
-            return copy(t.serialized, renames, self._copy_devices(i, t, members))
+            source = t.serialized if keep is None else subset(t.serialized, chosen)
+            return copy(source, renames, self._copy_devices(i, t, members, chosen))
 
-        self.g._add_block(Block(f"tower{i}/", f"tower{t.index}/", t.bases, render))
+        bases = t.bases if keep is None else frozenset(n for n, k in zip(members, keep, strict=True) if k)
+        self.g._add_block(Block(f"tower{i}/", f"tower{t.index}/", bases, render))
 
-    def _copy_devices(self, i: int, t: _Template, members: list[str]) -> list[str]:
-        """Where tower i's copies of template t's nodes run: by the same rules as the template's,
-        except that a template node a later pass moved (to its variable's parameter server, say:
-        a place shared by the towers) takes its copies along."""
+    def _copy_devices(self, i: int, t: _Template, members: list[str], chosen: list[int]) -> list[str]:
+        """Where tower i's copies of template t's nodes `chosen` run: by the same rules as the
+        template's, except that a template node a later pass moved (to its variable's parameter
+        server, say: a place shared by the towers) takes its copies along."""
         if t.slots is None:
             extras = self._extras_devices(t.index) if self.replicated else []
             kinds = [None] * len(extras) + [self.plans[n][2] for n in members]
-            t.planned = extras + [self._device(kind, t.index) for kind in kinds[len(extras) :]]
+            planned = extras + [self._device(kind, t.index) for kind in kinds[len(extras) :]]
             now = t.serialized.devices
             # A slot: the device itself (moved, or a replica/mirror: computed per tower), or
             # the placement kind, whose device per tower is looked up once per distinct kind.
             one_type = len(set(self._types.values())) == 1
             t.slots = [
-                now[j] if now[j] != t.planned[j] else self._slot(kinds[j], one_type)
-                for j in range(len(kinds))
+                now[j] if now[j] != planned[j] else self._slot(kinds[j], one_type) for j in range(len(kinds))
             ]
-        extras = self._extras_devices(i) if self.replicated else []
+        extras = self._extras_devices(i) if i > 0 and self.replicated else []
         table: dict = {}
         out = []
-        for j, slot in enumerate(t.slots):
+        for j in chosen:
+            slot = t.slots[j]
             if slot is None:
                 out.append(extras[j])
             elif type(slot) is str:
