@@ -75,28 +75,42 @@ def test_verify_names_dangling_inputs():
         verify.check(g)
 
 
-def test_templates_rename_bytes_splice_devices_and_refuse_length_changes():
+def test_templates_rename_bytes_move_devices_and_refuse_length_changes():
     from graphpass.ir import templates
 
+    long_name = "tower1/" + "y" * 200  # a two-byte length prefix
     nodes = [
-        node_def_pb2.NodeDef(name="tower1/a", op="Identity", input=["x/split:1"], device="/device:CPU:1"),
-        node_def_pb2.NodeDef(name="tower1/b", op="Identity", input=["tower1/a", "y" * 200 + ":1"]),
+        node_def_pb2.NodeDef(name="tower1/a", op="Identity", input=["x/split:1"], device="/device:GPU:1"),
+        node_def_pb2.NodeDef(name="tower1/b", op="Identity", input=["tower1/a", long_name + ":1"]),
+        node_def_pb2.NodeDef(name="tower1/c", op="NoOp", input=["^tower1/a"], device="/device:GPU:1"),
     ]
     nodes[0].attr["T"].type = 1
     t = templates.template(nodes)
-    assert nodes[0].device == "/device:CPU:1", "the template leaves its nodes as they were"
-    renames = [
-        (b"tower1/", b"tower7/"),
-        (templates.input_field("x/split:1"), templates.input_field("x/split:7")),
-        (templates.input_field("y" * 200 + ":1"), templates.input_field("y" * 200 + ":7")),
+    assert nodes[0].device == "/device:GPU:1", "the template leaves its nodes as they were"
+
+    def copied(devices):
+        return graph_pb2.GraphDef.FromString(templates.copy(t, [(b"tower1/", b"tower7/")], devices)).node
+
+    # one device to one device: renamed as whole fields
+    a, b, c = copied(["/device:GPU:7", "", "/device:GPU:7"])
+    assert [a.name, b.name, c.name] == ["tower7/a", "tower7/b", "tower7/c"]
+    assert list(a.input) == ["x/split:1"] and a.device == "/device:GPU:7" and a.attr["T"].type == 1
+    assert list(b.input) == ["tower7/a", "tower7/" + "y" * 200 + ":1"] and b.device == ""
+    assert list(c.input) == ["^tower7/a"] and c.device == "/device:GPU:7"
+    # one device to two, a device where none was, another length: spliced node by node
+    a, b, c = copied(["/device:GPU:7", "/device:CPU:0", "/job:worker/task:1/device:GPU:0"])
+    assert [a.device, b.device, c.device] == [
+        "/device:GPU:7",
+        "/device:CPU:0",
+        "/job:worker/task:1/device:GPU:0",
     ]
-    copy = graph_pb2.GraphDef.FromString(templates.copy(t, renames, ["/device:GPU:7", ""]))
-    assert [n.name for n in copy.node] == ["tower7/a", "tower7/b"]
-    assert list(copy.node[0].input) == ["x/split:7"] and copy.node[0].device == "/device:GPU:7"
-    assert copy.node[0].attr["T"].type == 1
-    assert list(copy.node[1].input) == ["tower7/a", "y" * 200 + ":7"] and copy.node[1].device == ""
-    assert templates.input_field("y" * 200)[1:3] == bytes([200 & 0x7F | 0x80, 200 >> 7])
+    assert list(b.input) == ["tower7/a", "tower7/" + "y" * 200 + ":1"] and a.attr["T"].type == 1
+    # a subset keeps its nodes' bytes
+    (only,) = graph_pb2.GraphDef.FromString(
+        templates.copy(templates.subset(t, [2]), [], ["/device:GPU:1"])
+    ).node
+    assert only == nodes[2]
     with pytest.raises(InternalError, match="changes the length"):
-        templates.copy(t, [(b"tower1/", b"tower10/")], ["", ""])
-    with pytest.raises(InternalError, match="1 devices for a template of 2 nodes"):
+        templates.copy(t, [(b"tower1/", b"tower10/")], ["", "", ""])
+    with pytest.raises(InternalError, match="1 devices for a template of 3 nodes"):
         templates.copy(t, [], [""])

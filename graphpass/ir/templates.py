@@ -34,11 +34,6 @@ def _field(tag: bytes, text: str) -> bytes:
     return tag + varint(len(data)) + data
 
 
-def input_field(ref: str) -> bytes:
-    """How `ref` is encoded as one NodeDef input entry."""
-    return _field(INPUT_TAG, ref)
-
-
 def template(nodes: Sequence[NodeDef]) -> Template:
     """`nodes` serialized as they are, with where each one's device field lies."""
     parts: list[bytes] = []

@@ -33,7 +33,7 @@ from ..io import MAX_GRAPH_BYTES
 from ..ir import names
 from ..ir.graph import Block, NodeDef
 from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
-from ..ir.templates import Template, copy, input_field, subset, template
+from ..ir.templates import Template, copy, subset, template
 from .base import Pass, PassResult, option
 
 FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
@@ -349,6 +349,17 @@ class _Replicator:
                 {"T": type_attr(inp.dtype), "num_split": int_attr(self.k)},
                 host,
             )
+            # Each tower reads its shard as `tower{i}/<placeholder>`, so that towers differ only
+            # in their prefix (the byte copies rename nothing else).
+            for i in range(self.k):
+                self._check_free(names.tower_name(i, name))
+                shard = self.rw.add(
+                    names.tower_name(i, name),
+                    "Identity",
+                    [names.tensor(base, i)],
+                    {"T": type_attr(inp.dtype)},
+                )
+                self.rw.set_device(shard.name, devmod.for_node(shard, self.devices[i]))
             self.shards[name] = base
 
     def _batch_check(self, name: str, base: str, host: str) -> str:
@@ -427,7 +438,7 @@ class _Replicator:
     def _clone_towers(self) -> None:
         """Copy the region once per tower. Through the plans: a template tower per digit count
         (tower 1, and tower 10 from K = 11) and the part of tower 0 that reads differently
-        (canonical variables, the shards, tower-0-only work). Every other tower, and the rest of
+        (canonical variables, tower-0-only work). Every other tower, and the rest of
         tower 0, when safe: as renamed bytes of the template."""
         region = set(self.order)
         members = [n for n in self.order if n not in self.tower0_only]
@@ -493,7 +504,7 @@ class _Replicator:
         return out
 
     # Input entries of a clone plan: a constant string, or a tuple rendered per tower.
-    _COPY, _SINK, _SHARD, _STATE, _MEAN = range(5)
+    _COPY, _SINK, _STATE, _MEAN = range(4)
 
     def _plan(self, n: str, region: set[str], memo: dict) -> tuple[list, tuple]:
         """How node `n` is copied into any tower: its inputs and where it is placed. `memo`:
@@ -532,8 +543,8 @@ class _Replicator:
             ):
                 return (self._MEAN, p, r.index)
             return (self._COPY, pre, p + suffix)
-        if p in self.shards:
-            return (self._SHARD, pre, self.shards[p])
+        if p in self.shards:  # the tower's shard, named like a copy (see _split_inputs)
+            return (self._COPY, pre, p + suffix)
         if p in self.state:
             return (self._STATE, pre, p, suffix)
         return ref
@@ -546,8 +557,6 @@ class _Replicator:
             return f"{entry[1]}tower{i}/{entry[2]}"
         if kind == self._SINK:
             return self.sinks[entry[1]][i]
-        if kind == self._SHARD:
-            return entry[1] + entry[2] if entry[1] or i == 0 else f"{entry[2]}:{i}"
         if kind == self._STATE:
             return entry[1] + self.ctx.replicas[entry[2]][i] + entry[3]
         return self._tower_mean(entry[1], entry[2])
@@ -619,14 +628,9 @@ class _Replicator:
     ) -> None:
         """Tower i as a block: template tower t.index's bytes (its members where `keep`, not its
         replicas), renamed, written at output time (so that later passes' placement of the
-        template is seen). The template has as many digits: every renamed string keeps its
-        length; shard inputs are output indices, renamed as whole input fields."""
+        template is seen). The template has as many digits: the renamed prefix keeps its length."""
         renames = [(f"tower{t.index}/".encode(), f"tower{i}/".encode())]
         if keep is None:
-            renames += [
-                (input_field(f"{shard}:{t.index}"), input_field(f"{shard}:{i}"))
-                for shard in self.shards.values()
-            ]
             chosen = list(range(len(t.names)))
         else:
             chosen = [t.extras + j for j, k in enumerate(keep) if k]
