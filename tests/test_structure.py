@@ -145,6 +145,7 @@ def test_parameter_server_device_holds_every_variable(load_fixture):
         ("batchnorm", "replicated-hierarchical", 4),
         ("embedding_adam", "replicated-ring", 3),
         ("mlp_adam", "replicated-collective", 2),
+        ("mlp_sgd", "replicated-naive", 101),
         ("saver_mlp", "ps-least-loaded", 2),
     ],
 )

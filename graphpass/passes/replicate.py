@@ -437,7 +437,7 @@ class _Replicator:
 
     def _clone_towers(self) -> None:
         """Copy the region once per tower. Through the plans: a template tower per digit count
-        (tower 1, and tower 10 from K = 11) and the part of tower 0 that reads differently
+        (tower 1, tower 10 from K = 11, ...) and the part of tower 0 that reads differently
         (canonical variables, tower-0-only work). Every other tower, and the rest of
         tower 0, when safe: as renamed bytes of the template."""
         region = set(self.order)
@@ -456,7 +456,7 @@ class _Replicator:
         regular = self._regular_in_tower0(members)
         self._clone_with_plans(0, [n for n in self.order if n not in regular], region, [])
         templates: dict[int, _Template] = {}
-        for i in (1, 10):
+        for i in (10**d for d in range(len(str(self.k - 1)))):  # 1, 10, 100, ... below K
             if i < self.k:
                 extras = self._tower_extras(i) if self.replicated else []
                 names_ = [n.name for n in self._clone_with_plans(i, members, region, extras)]
@@ -468,7 +468,7 @@ class _Replicator:
             self.ctx.progress.update("replicate: tower", i, self.k)
             if i == 0:
                 self._clone_from_template(0, members, templates[1], keep=[n in regular for n in members])
-            elif i not in (1, 10):
+            elif templates[len(str(i))].index != i:
                 self._clone_from_template(i, members, templates[len(str(i))])
 
     def _regular_in_tower0(self, members: list[str]) -> set[str]:
