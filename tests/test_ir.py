@@ -114,3 +114,36 @@ def test_templates_rename_bytes_move_devices_and_refuse_length_changes():
         templates.copy(t, [(b"tower1/", b"tower10/")], ["", "", ""])
     with pytest.raises(InternalError, match="1 devices for a template of 3 nodes"):
         templates.copy(t, [], [""])
+
+
+def test_blocks_count_as_nodes_have_twins_and_freeze_their_template():
+    from graphpass.io import serialize
+    from graphpass.ir import templates
+    from graphpass.ir.graph import Block
+
+    gd = graph_pb2.GraphDef()
+    gd.node.add(name="x", op="Placeholder").attr["dtype"].type = 1
+    a = gd.node.add(name="tower1/a", op="Identity", input=["x"], device="/device:CPU:1")
+    a.attr["T"].type = 1
+    g = Graph(gd)
+    rw = Rewriter(g)
+    t = templates.template([g.node("tower1/a")])
+    render = lambda: templates.copy(t, [(b"tower1/", b"tower2/")], ["/device:CPU:2"])  # noqa: E731
+    g._add_block(Block("tower2/", "tower1/", frozenset({"a"}), render))
+    assert "tower2/a" in g and "tower2/b" not in g and "tower3/a" not in g and len(g) == 3
+    assert g.twin("tower2/a") is g.node("tower1/a") and g.get("tower2/a") is None
+    assert g.producer_op("tower2/a:0") == "Identity"
+    assert rw.unique_name("tower2/a") == "tower2/a_1"
+    data = g.to_bytes()
+    out = graph_pb2.GraphDef.FromString(data)
+    assert [(n.name, n.device) for n in out.node] == [
+        ("x", ""),
+        ("tower1/a", "/device:CPU:1"),
+        ("tower2/a", "/device:CPU:2"),
+    ]
+    assert data == serialize(out), "the bytes are the deterministic serialization"
+    with pytest.raises(InternalError, match="template of towers copied as bytes"):
+        rw.set_inputs("tower1/a", ["x"])
+    with pytest.raises(InternalError, match="template of towers copied as bytes"):
+        rw.drop(["tower1/a"])
+    rw.set_device("tower1/a", "/device:CPU:3")  # devices may change: copies follow their rules

@@ -64,6 +64,7 @@ class Graph:
         self._users: dict[str, dict[str, int]] | None = None
         self._coloc_users: dict[str, dict[str, int]] | None = None
         self._blocks: dict[str, Block] = {}  # by prefix
+        self._templates: set[str] = set()  # nodes blocks copy: only their devices may change
 
     # -- reading -------------------------------------------------------------------------
     def __contains__(self, name: str) -> bool:
@@ -212,12 +213,22 @@ class Graph:
         if not link:
             self._users = self._coloc_users = None
 
+    def _check_changeable(self, names_: Iterable[str]) -> None:
+        """Refuse to change what byte-copied towers copy (they would silently differ)."""
+        if self._templates:
+            hit = next((n for n in names_ if n in self._templates), None)
+            if hit is not None:
+                raise InternalError(
+                    f"node '{hit}' is the template of towers copied as bytes; only its device may change"
+                )
+
     def _add_block(self, block: Block) -> None:
         """Add a block of byte-copied nodes; the caller guarantees their names are free and that
         they read only nodes of the graph (the verifier takes their edges as checked)."""
         if block.prefix in self._blocks or block.prefix.count("/") != 1 or not block.prefix.endswith("/"):
             raise InternalError(f"cannot add a block of nodes named '{block.prefix}...'")
         self._blocks[block.prefix] = block
+        self._templates.update(block.twin_prefix + base for base in block.bases)
 
     def _delete(self, name: str) -> None:
         node = self._nodes.pop(name)

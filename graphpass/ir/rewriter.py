@@ -99,6 +99,7 @@ class Rewriter:
 
     # -- changing ------------------------------------------------------------------------
     def set_inputs(self, name: str, inputs: Iterable[str]) -> None:
+        self.graph._check_changeable([name])
         node = self.graph.node(name)
         self.graph._unlink(node)
         del node.input[:]
@@ -115,6 +116,7 @@ class Rewriter:
         self.graph.node(name).device = device
 
     def set_colocation(self, name: str, targets: Iterable[str]) -> None:
+        self.graph._check_changeable([name])
         node = self.graph.node(name)
         self.graph._unlink(node)
         names.set_colocation(node, list(targets))
@@ -123,6 +125,7 @@ class Rewriter:
     def take(self, name: str) -> NodeDef:
         """Remove `name` although it is still read: the caller adds a node of the same name
         that gives the same outputs (a merge, say), so its readers stay as they are."""
+        self.graph._check_changeable([name])
         node = self.graph.node(name)
         self.graph._delete(name)
         return node
@@ -130,10 +133,13 @@ class Rewriter:
     def drop(self, names_: Iterable[str]) -> None:
         """Remove many nodes at once, unchecked: what still reads them must go too, or read a
         node of the same name added later (the final structural check finds any left over)."""
+        names_ = list(names_)
+        self.graph._check_changeable(names_)
         self.graph._delete_many(names_)
 
     def erase(self, name: str) -> None:
         """Remove a node nobody uses; refusing keeps the graph free of dangling inputs."""
+        self.graph._check_changeable([name])
         users = self.graph.users(name)
         coloc = self.graph.colocation_users(name)
         if users or coloc:
