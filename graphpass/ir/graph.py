@@ -87,9 +87,6 @@ class Graph:
         block = self._block_of(name)
         return None if block is None else self._nodes.get(block.twin_prefix + name[len(block.prefix) :])
 
-    def blocks(self) -> list[Block]:
-        return list(self._blocks.values())
-
     def __iter__(self) -> Iterator[str]:
         return iter(self._nodes)
 
@@ -310,17 +307,6 @@ class Graph:
             tail.library.CopyFrom(self.library)
         parts.append(tail.SerializeToString(deterministic=True))
         return b"".join(parts)
-
-    def to_graph_def(self) -> GraphDef:
-        """The graph as a GraphDef (a copy: blocks parsed, this Graph unchanged)."""
-        if self._blocks:
-            return GraphDef.FromString(self.to_bytes())
-        out = GraphDef()
-        out.node.extend(self._nodes.values())
-        out.versions.CopyFrom(self.versions)
-        if self.library.ByteSize():
-            out.library.CopyFrom(self.library)
-        return out
 
 
 def varint(value: int) -> bytes:
