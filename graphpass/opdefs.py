@@ -163,6 +163,20 @@ def output_dtype(node, index: int) -> int:
     return types[index]
 
 
+@functools.cache
+def _fixed_arity(op_type: str) -> int | None:
+    d = _op_def(op_type)
+    if d is None or any(a.number_attr or a.type_list_attr for a in d.input_arg):
+        return None
+    return len(d.input_arg)
+
+
+def num_inputs(node) -> int:
+    """How many data inputs `node` must have, by its OpDef and attrs."""
+    fixed = _fixed_arity(node.op)
+    return fixed if fixed is not None else len(input_arg_positions(node))
+
+
 def input_arg_positions(node) -> list[str]:
     """The OpDef argument name of each data input of `node`, in order."""
     d = op_def(node.op, node.name)

@@ -62,6 +62,12 @@ def _unknown_op():
     return gd
 
 
+def _wrong_arity():
+    gd = graphpass.load_graph(FIXTURES / "mlp_sgd.pb")
+    del next(n for n in gd.node if n.name == "hidden/MatMul").input[1]
+    return gd
+
+
 VALID = (FIXTURES / "mlp_sgd.pb").read_bytes()
 
 CASES = {
@@ -99,6 +105,11 @@ CASES = {
         lambda t: _write(t, "g.pb", _unknown_op()),
         [],
         "op type 'MyCustomMatMul' which the installed TensorFlow does not register",
+    ),
+    "an op with too few inputs": (
+        lambda t: _write(t, "g.pb", _wrong_arity()),
+        [],
+        r"node 'hidden/MatMul' \(MatMul\) has 1 data inputs, but the op takes 2",
     ),
     "zero devices": (lambda t: FIXTURES / "mlp_sgd.pb", ["--devices", "0"], "at least 1"),
     "negative devices": (lambda t: FIXTURES / "mlp_sgd.pb", ["--devices=-3"], "at least 1"),

@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 
 import pytest
+from tensorflow.core.framework import graph_pb2
 
 import graphpass
 from graphpass.io import serialize
@@ -151,14 +152,38 @@ def test_parameter_server_device_holds_every_variable(load_fixture):
 )
 def test_byte_template_towers_equal_planned_towers(load_fixture, monkeypatch, model, rules, k):
     """Towers renamed from a template's bytes are exactly what building each one would give."""
+    _fast_equals_slow(monkeypatch, load_fixture(model).graph_def, devices=k, rules=rules)
+
+
+def _fast_equals_slow(monkeypatch, graph_def, **options):
     from graphpass.passes import replicate
 
-    def by_name(graph_def):  # the copied towers come last in the output
-        graph_def.node.sort(key=lambda n: n.name)
-        return serialize(graph_def)
+    def by_name(out):  # the copied towers come last in the output
+        out.node.sort(key=lambda n: n.name)
+        return serialize(out)
 
-    fx = load_fixture(model)
-    fast = by_name(graphpass.rewrite(fx.graph_def, devices=k, rules=rules))
+    fast = by_name(graphpass.rewrite(graph_def, **options))
     monkeypatch.setattr(replicate, "BYTE_TEMPLATES", False)
-    slow = by_name(graphpass.rewrite(fx.graph_def, devices=k, rules=rules))
+    slow = by_name(graphpass.rewrite(graph_def, **options))
     assert fast == slow
+
+
+def test_byte_copies_with_mixed_device_types(load_fixture, monkeypatch):
+    """Towers on devices of different types: each copy's devices are worked out per node."""
+    devices = "/job:worker/replica:0/task:1/device:GPU:3,/device:XLA_GPU:0,/device:CPU:1"
+    _fast_equals_slow(
+        monkeypatch,
+        load_fixture("embedding_adagrad").graph_def,
+        devices=devices,
+        rules="replicated-hierarchical",
+    )
+
+
+def test_byte_copies_keep_colocation_targets_of_parsed_nodes_parsed(load_fixture, monkeypatch):
+    """A global node colocated with a tower node whose copy is colocated further: tower 0's copies
+    of both stay parsed (placement reads their devices), and the result is what building gives."""
+    gd = graph_pb2.GraphDef()
+    gd.CopyFrom(load_fixture("mlp_clip").graph_def)
+    node = next(n for n in gd.node if n.name == "global_step/Read/ReadVariableOp")
+    node.attr["_class"].list.s[:] = [b"loc:@gradients/mul_grad/tuple/control_dependency"]
+    _fast_equals_slow(monkeypatch, gd, devices=3, rules="ps-balanced", device_type="CPU")

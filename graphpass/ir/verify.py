@@ -20,7 +20,8 @@ NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")  # TensorFlow's rule
 
 def validate_input(graph: Graph) -> None:
     """Refuse a malformed input graph with one InvalidGraphError naming the node: names TensorFlow
-    would reject, op types it does not know, inputs that name no node or no such output,
+    would reject, op types it does not know, as many data inputs as the op takes, inputs that
+    name no node or no such output, data inputs after control inputs,
     colocation with missing nodes, device strings that do not parse. Runs before anything hands
     the graph to TensorFlow (whose importer crashes on some of these). Parses every input once,
     into the graph's cache."""
@@ -66,6 +67,11 @@ def validate_input(graph: Graph) -> None:
             if not all(map(nodes.__contains__, ctrl)):
                 missing = next(p for p in ctrl if p not in nodes)
                 raise InvalidGraphError(f"node '{name}' reads '^{missing}', which is not in the graph")
+        expected = opdefs.num_inputs(node)
+        if len(data) != expected:
+            raise InvalidGraphError(
+                f"node '{name}' ({node.op}) has {len(data)} data inputs, but the op takes {expected}"
+            )
         graph._parsed[name] = (tuple(data), ctrl)
         if names.COLOCATION_ATTR in node.attr:
             for target in names.colocation_targets(node):

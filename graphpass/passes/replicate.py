@@ -474,25 +474,17 @@ class _Replicator:
     def _regular_in_tower0(self, members: list[str]) -> set[str]:
         """Members whose tower-0 copy is the template's renamed: every input a copy, a constant
         name or a sink; not colocated with a replicated variable (tower 0 has the canonical one);
-        not the colocation target of a node outside the towers (placement reads its device)."""
-        pinned = {
-            t[len("tower0/") :]
-            for node in self.g.nodes()
-            if names.COLOCATION_ATTR in node.attr
-            for t in names.colocation_targets(node)
-            if t.startswith("tower0/")
-        }
+        not the colocation target of a node that stays parsed (placement reads its device)."""
         sinks_ok = {
             t
             for t, outs in self.sinks.items()
             if len(outs) > 1 and outs[0][len("tower0/") :] == outs[1][len("tower1/") :]
         }
-        out = set()
-        plain = (self._COPY,)
+        regular = set()
         for n in members:
             src, inputs, _ = self.plans[n]
-            if n in pinned or any(
-                type(e) is not str and e[0] not in plain and not (e[0] == self._SINK and e[1] in sinks_ok)
+            if any(
+                type(e) is not str and e[0] != self._COPY and not (e[0] == self._SINK and e[1] in sinks_ok)
                 for e in inputs
             ):
                 continue
@@ -500,8 +492,23 @@ class _Replicator:
                 t in self.state for t in names.colocation_targets(src)
             ):
                 continue
-            out.add(n)
-        return out
+            regular.add(n)
+        # Colocation targets of parsed nodes, global or tower 0's own, stay parsed, transitively.
+        pinned = [
+            t[len("tower0/") :]
+            for node in self.g.nodes()
+            if names.COLOCATION_ATTR in node.attr
+            for t in names.colocation_targets(node)
+            if t.startswith("tower0/")
+        ]
+        pinned += [n for n in self.order if n not in regular]
+        while pinned:
+            n = pinned.pop()
+            regular.discard(n)
+            src = self.plans[n][0] if n in self.plans else None
+            if src is not None and names.COLOCATION_ATTR in src.attr:
+                pinned += [t for t in names.colocation_targets(src) if t in regular]
+        return regular
 
     # Input entries of a clone plan: a constant string, or a tuple rendered per tower.
     _COPY, _SINK, _STATE, _MEAN = range(4)
@@ -669,9 +676,10 @@ class _Replicator:
             elif type(slot) is str:
                 out.append(slot)
             else:
-                dev = table.get(slot)
+                key = slot if slot[0] != "tower" else id(slot[1])  # a NodeDef does not hash
+                dev = table.get(key)
                 if dev is None:
-                    dev = table[slot] = self._device(slot, i)
+                    dev = table[key] = self._device(slot, i)
                 out.append(dev)
         return out
 
