@@ -131,6 +131,7 @@ def save_graph(graph_def: GraphDef | bytes, path: str | os.PathLike) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes it private; the result is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -138,6 +139,16 @@ def save_graph(graph_def: GraphDef | bytes, path: str | os.PathLike) -> None:
         except OSError:
             pass
         raise
+
+
+def _file_mode(path: Path) -> int:
+    """The mode a newly created file gets (0666 less the umask), or the mode of the file replaced."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_tensorboard(graph_def: GraphDef, logdir: str | os.PathLike) -> Path:

@@ -37,6 +37,24 @@ def test_round_trip_and_atomic_write(tmp_path, load_fixture):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pb", "a.pbtxt"]
 
 
+def test_written_files_get_the_usual_mode(tmp_path, load_fixture):
+    """A new file gets 0666 less the umask (not mkstemp's private 0600); a replaced one keeps its mode."""
+    import os
+
+    gd = load_fixture("mlp_sgd").graph_def
+    old = os.umask(0o022)
+    try:
+        io.save_graph(gd, tmp_path / "new.pb")
+        (tmp_path / "kept.pb").write_bytes(b"earlier")
+        os.chmod(tmp_path / "kept.pb", 0o640)
+        io.save_graph(io.serialize(gd), tmp_path / "kept.pb")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.pb").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "kept.pb").stat().st_mode & 0o777 == 0o640
+    assert io.load_graph(tmp_path / "kept.pb") == gd
+
+
 def test_bad_files(tmp_path):
     (tmp_path / "t.pbtxt").write_text("this is { not pbtxt")
     with pytest.raises(InvalidGraphError, match="not a text GraphDef"):
