@@ -13,8 +13,10 @@ Regions of the single-tower graph (README: "What the rewritten graph is"):
 
 Order of work: decide regions, devices, replica and copy names, sinks and merges while the
 originals are intact (everything that asks who reads whom); then build every tower at the end, in
-bulk: tower 0 and one template tower per digit count from per-node plans, the rest as byte-renamed
-copies of their template (see graphpass/ir/templates.py).
+bulk: one template tower per digit count (tower 1, 10, ...) and the nodes of tower 0 that read
+differently from the others through per-node plans; every other tower, and the rest of tower 0,
+as blocks of the template's bytes renamed at output time (graphpass/ir/templates.py). Tower i
+reads its shard of an input as `tower{i}/<input>`, so towers differ only in their prefix.
 """
 
 from __future__ import annotations
