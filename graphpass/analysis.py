@@ -101,8 +101,9 @@ def _shape_of(node) -> list[int] | None:
     return [d.size for d in attr.shape.dim]
 
 
-def analyze(graph: Graph) -> TrainingGraph:
-    """Analyse a single-tower training graph.
+def analyze(graph: Graph, describe: bool = True) -> TrainingGraph:
+    """Analyse a single-tower training graph. Without `describe`, the parts only reports use are
+    left out (variable roles, initializers and readers, the global step, train and init ops).
 
     Raises:
         InvalidGraphError: unknown op types, no optimizer apply ops (an inference graph), no
@@ -141,21 +142,15 @@ def analyze(graph: Graph) -> TrainingGraph:
         for n in graph.names()
         if n in tower_side and graph.node(n).op in INPUT_OPS
     ]
-    update_names = [u.name for u in updates]
-    after_update = graph.descendants(update_names)
-    step, increment = _global_step(graph, variables, after_update)
-    _describe_variables(graph, variables, updates, after_update, step)
-    return TrainingGraph(
-        inputs=inputs,
-        variables=variables,
-        updates=updates,
-        gradients=grads,
-        gradient_scopes=scopes,
-        global_step=step,
-        train_ops=_sinks(graph, after_update, update_names),
-        init_ops=_init_ops(graph, variables, after_update),
-        global_step_increment=increment,
-    )
+    info = TrainingGraph(inputs, variables, updates, grads, scopes, None, [], [])
+    if describe:
+        update_names = [u.name for u in updates]
+        after_update = graph.descendants(update_names)
+        info.global_step, info.global_step_increment = _global_step(graph, variables, after_update)
+        _describe_variables(graph, variables, updates, after_update, info.global_step)
+        info.train_ops = _sinks(graph, after_update, update_names)
+        info.init_ops = _init_ops(graph, variables, after_update)
+    return info
 
 
 def _classify(graph: Graph, variables: dict[str, Variable], updates) -> None:

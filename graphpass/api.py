@@ -138,7 +138,7 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
         raise InvalidGraphError(f"expected a GraphDef or a path, got {type(graph).__name__}")
     nodes_in = len(g)
     shapes = ShapeOracle(g._source)
-    info = analysis.analyze(g)
+    info = analysis.analyze(g, describe=False)
     ctx = RewriteContext(g, Rewriter(g), towers, info, shapes, progress=progress, ps_devices=ps)
     runs = pipeline.run(ctx, verify_each=verify_each)
     verify.check(g)
