@@ -8,7 +8,7 @@ from tensorflow.python.framework import c_api_util
 
 from .errors import InvalidGraphError
 from .ir import names
-from .ir.graph import NODE_TAG, varint
+from .ir.graph import serialize_nodes
 
 
 class ShapeOracle:
@@ -22,10 +22,6 @@ class ShapeOracle:
 
     def __init__(self, graph_def):
         self._data = graph_def.SerializeToString()  # a snapshot: passes change the graph later
-        tail = tf.compat.v1.GraphDef()
-        tail.versions.CopyFrom(graph_def.versions)
-        tail.library.CopyFrom(graph_def.library)
-        self._tail = tail.SerializeToString()
         self._graph = None
         self._subset = False
         self._c_ops: dict[str, object] = {}
@@ -37,16 +33,18 @@ class ShapeOracle:
         return self._data
 
     def prepare(self, nodes) -> None:
-        """Import only `nodes`, NodeDefs as they are in the input (every input of each must be
-        among them), if nothing is loaded yet."""
+        """Import only the nodes named `nodes`, as they are in the input (every input of each
+        must be among them), if nothing is loaded yet."""
         if self._graph is not None:
             return
-        parts = []
-        for node in nodes:
-            data = node.SerializeToString()
-            parts += (NODE_TAG, varint(len(data)), data)
-        parts.append(self._tail)
-        self._load(b"".join(parts))
+        keep = set(nodes)
+        full = tf.compat.v1.GraphDef.FromString(self._data)
+        subset = tf.compat.v1.GraphDef()
+        subset.versions.CopyFrom(full.versions)
+        subset.library.CopyFrom(full.library)
+        # The kept nodes' bytes go in as they are (no message copies).
+        data = serialize_nodes(n for n in full.node if n.name in keep) + subset.SerializeToString()
+        self._load(data)
         self._subset = True
 
     def _load(self, data: bytes | None = None) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 import graphpass
 from graphpass.execution import Runner, compare
+from graphpass.io import GraphDef
 
 from .conftest import ROOT
 
@@ -240,3 +241,18 @@ def test_scalar_placeholders_are_shared_not_copied():
             r.run("init")
             r.run("train", {**batch, "lr": np.float32(0.01)})
         np.testing.assert_allclose(multi.variables(["w"])["w"], single.variables(["w"])["w"], rtol=1e-6)
+
+
+def test_variable_waiting_for_a_tower_node_is_rewritten(load_fixture):
+    """A variable created under a control dependency on a tower op (found by fuzzing): after the
+    rewrite it waits for every tower's copy, and shape inference still reads the input graph as it
+    was (given the rewired variable, TensorFlow refused to import the subset: a regression). The
+    graph cannot be initialised (its variable waits for a read of another), so the check is
+    structural."""
+    gd = GraphDef()
+    gd.CopyFrom(load_fixture("mlp_wide").graph_def)
+    next(n for n in gd.node if n.name == "l4/bias").input.append("^l2/Relu")
+    out = graphpass.rewrite(gd, devices=2, rules="ps-balanced", device_type="CPU", verify_each=True)
+    assert {"^tower0/l2/Relu", "^tower1/l2/Relu"} <= set(
+        next(n for n in out.node if n.name == "l4/bias").input
+    )

@@ -304,11 +304,7 @@ class Graph:
     def to_bytes(self) -> bytes:
         """The graph as a serialized GraphDef, deterministic: parsed nodes in order, then the
         blocks, then library and versions (the field order protobuf itself writes)."""
-        parts = []
-        for node in self._nodes.values():
-            data = node.SerializeToString(deterministic=True)
-            parts.append(NODE_TAG + varint(len(data)))
-            parts.append(data)
+        parts = [serialize_nodes(self._nodes.values())]
         parts += [b.render() for b in self._blocks.values()]
         tail = GraphDef()
         tail.versions.CopyFrom(self.versions)
@@ -316,6 +312,16 @@ class Graph:
             tail.library.CopyFrom(self.library)
         parts.append(tail.SerializeToString(deterministic=True))
         return b"".join(parts)
+
+
+def serialize_nodes(nodes: Iterable[NodeDef]) -> bytes:
+    """`nodes` as GraphDef node entries (field 1), deterministic: what a GraphDef holding only
+    them serializes to, without copying them into one."""
+    parts = []
+    for node in nodes:
+        data = node.SerializeToString(deterministic=True)
+        parts += (NODE_TAG, varint(len(data)), data)
+    return b"".join(parts)
 
 
 def varint(value: int) -> bytes:

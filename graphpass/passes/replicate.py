@@ -834,9 +834,8 @@ class _Replicator:
         the towers' copies: mean (float scalars), sum (integer scalars), batch concatenation."""
         if self.merge_needed:  # their shapes decide how; only their ancestors need inferring
             original = self.original
-            upstream = self.g.ancestors(self.merge_needed, stop=lambda n: n not in original) & original
-            # Region nodes and what they read are as in the input until the towers are built.
-            self.ctx.shapes.prepare(self.g.node(n) for n in self.g.names() if n in upstream)
+            upstream = self.g.ancestors(self.merge_needed, stop=lambda n: n not in original)
+            self.ctx.shapes.prepare(n for n in upstream if n in original)
         for n in self.order:
             if n not in self.merge_needed:
                 continue
