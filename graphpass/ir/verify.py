@@ -116,7 +116,7 @@ def check_edges(graph: Graph) -> None:
     ops = {name: node.op for name, node in nodes.items()}
     has = ops.__contains__
     back = {name for name, op in ops.items() if op in BACK_EDGE_OPS}
-    control, unhat = names.Memo(names.is_control), names.Memo(lambda ref: ref[1:])
+    control, node_of = names.Memo(names.is_control), names.Memo(names.node_of)
     outputs: dict[str, int] = {}
     preds: dict[str, list[str]] = {}
     for name, node in nodes.items():
@@ -143,7 +143,7 @@ def check_edges(graph: Graph) -> None:
             rest = refs[k:]
             if not all(map(control.__getitem__, rest)):
                 raise InternalError(f"node '{name}' has a data input after a control input")
-            ctrl = list(map(unhat.__getitem__, rest))
+            ctrl = list(map(node_of.__getitem__, rest))
             if not all(map(has, ctrl)):
                 for p in ctrl:
                     if p not in ops:
