@@ -15,7 +15,7 @@ from . import analysis
 from . import devices as devmod
 from .context import RewriteContext
 from .errors import InvalidGraphError
-from .io import MAX_GRAPH_BYTES, load_graph
+from .io import MAX_GRAPH_BYTES, read_graph
 from .ir import verify
 from .ir.graph import Graph
 from .ir.rewriter import Rewriter
@@ -131,19 +131,24 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
     towers = devmod.parse_devices(devices, device_type, workers)
     ps = [devmod.canonical(d) for d in ps_devices]
     if isinstance(graph, GraphDef):
-        g = Graph(graph, copy=True)
+        g, data = Graph(graph, copy=True), None
     elif isinstance(graph, (str, os.PathLike)):
-        g = Graph(load_graph(graph), copy=False)
+        graph, data = read_graph(graph)
+        g = Graph(graph, copy=False)
     else:
         raise InvalidGraphError(f"expected a GraphDef or a path, got {type(graph).__name__}")
     nodes_in = len(g)
-    shapes = ShapeOracle(g._source)
+    source = g._source
+    shapes = ShapeOracle(
+        data if data is not None else source.SerializeToString(), g.names(), source.versions, source.library
+    )
     info = analysis.analyze(g, describe=False)
     ctx = RewriteContext(g, Rewriter(g), towers, info, shapes, progress=progress, ps_devices=ps)
     runs = pipeline.run(ctx, verify_each=verify_each)
     verify.check(g)
     nodes_out = len(g)
     data = g.to_bytes()
+    g.close()
     if len(data) > MAX_GRAPH_BYTES:
         raise InvalidGraphError(
             f"the rewritten graph has {len(data)} bytes, over protobuf's 2 GiB limit for a GraphDef"

@@ -29,6 +29,11 @@ def load_graph(path: str | os.PathLike) -> GraphDef:
     Raises:
         InvalidGraphError: the file is missing, empty, a SavedModel directory or not a GraphDef.
     """
+    return read_graph(path)[0]
+
+
+def read_graph(path: str | os.PathLike) -> tuple[GraphDef, bytes | None]:
+    """load_graph(path), and the file's bytes if it is a binary GraphDef (else None)."""
     if "\0" in str(path):
         raise InvalidGraphError(f"{str(path)!r} is not a usable path (it contains a NUL byte)")
     path = Path(path)
@@ -65,6 +70,7 @@ def load_graph(path: str | os.PathLike) -> GraphDef:
         except message.DecodeError:
             raise InvalidGraphError(f"{path} is not a binary MetaGraphDef (.meta)") from None
         graph_def = meta.graph_def
+        data = None
     elif _is_text(path):
         graph_def = GraphDef()
         try:
@@ -72,6 +78,7 @@ def load_graph(path: str | os.PathLike) -> GraphDef:
         except (text_format.ParseError, UnicodeDecodeError) as e:
             line = str(e).splitlines()[0] if str(e) else "unreadable text"
             raise InvalidGraphError(f"{path} is not a text GraphDef (.pbtxt): {line}") from None
+        data = None
     else:
         graph_def = GraphDef()
         try:
@@ -80,7 +87,7 @@ def load_graph(path: str | os.PathLike) -> GraphDef:
             hint = " (it looks like text: name it .pbtxt)" if _looks_like_text(data) else ""
             raise InvalidGraphError(f"{path} is not a binary GraphDef (.pb){hint}") from None
     _check_parsed(graph_def, path)
-    return graph_def
+    return graph_def, data
 
 
 def _looks_like_text(data: bytes) -> bool:

@@ -18,6 +18,10 @@ def _op_def(op_type: str):
     return op_def_registry.get(op_type)
 
 
+def is_registered(op_type: str) -> bool:
+    return _op_def(op_type) is not None
+
+
 def op_def(op_type: str, node_name: str | None = None):
     """The OpDef of `op_type`; an InvalidGraphError naming the node if TensorFlow does not know it."""
     d = _op_def(op_type)

@@ -227,6 +227,11 @@ class Graph:
         self._blocks[block.prefix] = block
         self._templates.update(block.twin_prefix + base for base in block.bases)
 
+    def close(self) -> None:
+        """Drop the blocks: their renderers hold the passes' state, which holds this graph, a
+        cycle only the cycle collector would free (by walking every object the rewrite made)."""
+        self._blocks = {}
+
     def _delete(self, name: str) -> None:
         node = self._nodes.pop(name)
         self._unlink(node)
@@ -333,6 +338,46 @@ def varint(value: int) -> bytes:
         out.append(byte | (0x80 if value else 0))
         if not value:
             return bytes(out)
+
+
+def node_entries(data: bytes) -> list[tuple[int, int]] | None:
+    """Where each node (field 1) of serialized GraphDef `data` lies: (start, end) of its NodeDef
+    bytes, in order; None if the top level holds a wire type this reader does not walk."""
+    try:
+        return _node_entries(data)
+    except IndexError:  # truncated
+        return None
+
+
+def _node_entries(data: bytes) -> list[tuple[int, int]] | None:
+    out = []
+    pos, size = 0, len(data)
+    while pos < size:
+        tag, pos = _read_varint(data, pos)
+        wire = tag & 7
+        if wire == 2:
+            length, pos = _read_varint(data, pos)
+            if tag == 0x0A:
+                out.append((pos, pos + length))
+            pos += length
+        elif wire == 0:
+            _, pos = _read_varint(data, pos)
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            return None
+    return out if pos == size else None
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    byte = data[pos]
+    value, shift = byte & 0x7F, 7
+    while byte & 0x80:
+        pos += 1
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        shift += 7
+    return value, pos + 1
 
 
 def find_cycle(preds: dict[str, Sequence[str]]) -> list[str]:

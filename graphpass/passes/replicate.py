@@ -832,10 +832,8 @@ class _Replicator:
     def _merge_outputs(self) -> None:
         """Replace each tower node still read globally by a node of the same name that merges
         the towers' copies: mean (float scalars), sum (integer scalars), batch concatenation."""
-        if self.merge_needed:  # their shapes decide how; only their ancestors need inferring
-            original = self.original
-            upstream = self.g.ancestors(self.merge_needed, stop=lambda n: n not in original)
-            self.ctx.shapes.prepare(n for n in upstream if n in original)
+        if self.merge_needed:  # their shapes decide how
+            self.ctx.shapes.prepare(sorted(self.merge_needed))
         for n in self.order:
             if n not in self.merge_needed:
                 continue
