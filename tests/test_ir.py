@@ -112,6 +112,13 @@ def test_templates_rename_bytes_move_devices_and_refuse_length_changes():
     assert only == nodes[2]
     with pytest.raises(InternalError, match="changes the length"):
         templates.copy(t, [(b"tower1/", b"tower10/")], ["", "", ""])
+    # renames apply at once, not in turn: two devices trade places exactly
+    swap = templates.template([nodes[0], node_def_pb2.NodeDef(name="d", op="NoOp", device="/device:GPU:7")])
+    a, d = graph_pb2.GraphDef.FromString(templates.copy(swap, [], ["/device:GPU:7", "/device:GPU:1"])).node
+    assert (a.device, d.device) == ("/device:GPU:7", "/device:GPU:1")
+    assert templates.find_all(b"aaaaa", b"aa").tolist() == [0, 2]  # left to right, no overlaps
+    assert templates.find_all(b"xtower1/tower1/", b"tower1/").tolist() == [1, 8]
+    assert templates.find_all(b"ab", b"abc").tolist() == []
     with pytest.raises(InternalError, match="1 devices for a template of 3 nodes"):
         templates.copy(t, [], [""])
 

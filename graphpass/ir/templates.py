@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import InternalError
 from .graph import NODE_TAG, NodeDef, varint
 
@@ -26,7 +28,7 @@ class Template:
     spans: list[tuple[int, int, int, int]]
     devices: list[str]
     counts: Counter
-    found: dict[bytes, int] = field(default_factory=dict)  # occurrences in data, counted once
+    found: dict[bytes, np.ndarray] = field(default_factory=dict)  # where strings occur in data, found once
 
 
 def _field(tag: bytes, text: str) -> bytes:
@@ -82,12 +84,15 @@ def subset(t: Template, keep: Sequence[int]) -> Template:
 
 
 def copy(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]) -> bytes:
-    """The template's nodes with each (old, new) byte string replaced and node j on `devices[j]`.
+    """The template's nodes with each occurrence of each old byte string of `renames` replaced by
+    its new one, and node j on `devices[j]`.
 
     Devices move by renaming whole device fields where that is exact (each old device maps to
     one new one of the same length, found exactly where expected); else each node's device is
     spliced into its bytes. The caller guarantees that the old strings of `renames` occur only
     where meant (graphpass renames only strings of its own making, in graphs with none like them).
+    Where the old strings lie is found once per template; each copy then only writes the bytes
+    that differ there.
 
     Raises:
         InternalError: a rename changes a length, or `devices` does not fit the template.
@@ -98,17 +103,60 @@ def copy(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]
     if len(devices) != len(t.spans):
         raise InternalError(f"{len(devices)} devices for a template of {len(t.spans)} nodes")
     moves = _device_moves(t, devices)
-    data = t.data
-    for old, new in renames + (moves or []):
-        data = data.replace(old, new)
+    edits = [(old, new) for old, new in renames + (moves or []) if old != new]
+    places = [_occurrences(t, old) for old, _ in edits]
+    if len(edits) > 1 and _overlap(places, [len(old) for old, _ in edits]):
+        raise InternalError("template renames overlap")
+    buffer = np.frombuffer(t.data, np.uint8).copy()
+    for (old, new), at in zip(edits, places, strict=True):
+        for j, (a, b) in enumerate(zip(old, new, strict=True)):
+            if a != b:
+                buffer[at + j] = b
+    data = buffer.tobytes()
     return data if moves is not None else _splice(t, data, devices)
+
+
+def _occurrences(t: Template, pattern: bytes) -> np.ndarray:
+    """Where `pattern` starts in the template's bytes, left to right without overlaps (as
+    bytes.replace finds it), found once per template."""
+    found = t.found.get(pattern)
+    if found is None:
+        found = t.found[pattern] = find_all(t.data, pattern)
+    return found
+
+
+def find_all(data: bytes, pattern: bytes) -> np.ndarray:
+    """Start offsets of the non-overlapping occurrences of `pattern` in `data`, left to right."""
+    size = len(pattern)
+    arr = np.frombuffer(data, np.uint8)
+    if not size or len(arr) < size:
+        return np.zeros(0, np.int64)
+    at = np.flatnonzero(arr[: len(arr) - size + 1] == pattern[0])
+    for j in range(1, size):
+        if not len(at):
+            break
+        at = at[arr[at + j] == pattern[j]]
+    if any(pattern[:k] == pattern[-k:] for k in range(1, size)):  # occurrences may overlap
+        kept, end = [], -1
+        for a in at.tolist():
+            if a >= end:
+                kept.append(a)
+                end = a + size
+        at = np.array(kept, np.int64)
+    return at
+
+
+def _overlap(places: list[np.ndarray], sizes: list[int]) -> bool:
+    starts = np.concatenate(places)
+    ends = np.concatenate([at + size for at, size in zip(places, sizes, strict=True)])
+    order = np.argsort(starts, kind="stable")
+    return bool(np.any(starts[order][1:] < ends[order][:-1]))
 
 
 def _device_moves(t: Template, devices: Sequence[str]) -> list[tuple[bytes, bytes]] | None:
     """Device field renames that put the template's nodes on `devices`, or None if renaming
     cannot do it exactly: an old device that maps to two new ones, a new length, a device added
-    where none was, a move onto another move's source (renames run in sequence), or an old
-    device string that occurs elsewhere than in device fields."""
+    where none was, or an old device string that occurs elsewhere than in device fields."""
     moves: dict[str, str] = {}
     for old, new in zip(t.devices, devices, strict=True):
         if moves.setdefault(old, new) != new:
@@ -116,14 +164,9 @@ def _device_moves(t: Template, devices: Sequence[str]) -> list[tuple[bytes, byte
     moved = sorted((old, new) for old, new in moves.items() if old != new)
     if any(len(old) != len(new) or not old for old, new in moved):
         return None
-    if {new for _, new in moved} & {old for old, _ in moved}:
-        return None
     fields = [(_field(DEVICE_TAG, old), _field(DEVICE_TAG, new)) for old, new in moved]
     for (dev_field, _), (old, _) in zip(fields, moved, strict=True):
-        found = t.found.get(dev_field)
-        if found is None:
-            found = t.found[dev_field] = t.data.count(dev_field)
-        if found != t.counts[old]:
+        if len(_occurrences(t, dev_field)) != t.counts[old]:
             return None
     return fields
 
