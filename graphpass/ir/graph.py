@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from tensorflow.core.framework import graph_pb2, node_def_pb2
@@ -27,6 +27,9 @@ class Block:
     twin_prefix: str
     bases: frozenset[str]
     render: Callable[[], bytes]
+    # After render(): the node entries of parsed nodes it serialized on the way, by name (the
+    # output reuses them rather than serializing those nodes again).
+    serialized: Callable[[], Mapping[str, bytes | memoryview]] | None = None
 
 
 class Graph:
@@ -309,8 +312,13 @@ class Graph:
     def to_bytes(self) -> bytes:
         """The graph as a serialized GraphDef, deterministic: parsed nodes in order, then the
         blocks, then library and versions (the field order protobuf itself writes)."""
-        parts = [serialize_nodes(self._nodes.values())]
-        parts += [b.render() for b in self._blocks.values()]
+        blocks = [b.render() for b in self._blocks.values()]
+        known: dict[str, bytes | memoryview] = {}
+        for entries in {
+            id(m): m for b in self._blocks.values() if b.serialized for m in [b.serialized()]
+        }.values():
+            known.update(entries)
+        parts = [serialize_nodes(self._nodes.values(), known)] + blocks
         tail = GraphDef()
         tail.versions.CopyFrom(self.versions)
         if self.library.ByteSize():
@@ -319,11 +327,15 @@ class Graph:
         return b"".join(parts)
 
 
-def serialize_nodes(nodes: Iterable[NodeDef]) -> bytes:
+def serialize_nodes(nodes: Iterable[NodeDef], known: Mapping[str, bytes | memoryview] | None = None) -> bytes:
     """`nodes` as GraphDef node entries (field 1), deterministic: what a GraphDef holding only
-    them serializes to, without copying them into one."""
+    them serializes to, without copying them into one. `known`: entries already made, by name."""
     parts = []
     for node in nodes:
+        entry = known.get(node.name) if known else None
+        if entry is not None:
+            parts.append(entry)
+            continue
         data = node.SerializeToString(deterministic=True)
         parts += (NODE_TAG, varint(len(data)), data)
     return b"".join(parts)

@@ -66,6 +66,15 @@ def template(nodes: Sequence[NodeDef]) -> Template:
     return Template(b"".join(parts), spans, devices, Counter(devices))
 
 
+def entries(t: Template, names: Sequence[str]) -> dict[str, memoryview]:
+    """The template's node entries (tag, length and body), by node name (`names`, in order)."""
+    view = memoryview(t.data)
+    return {
+        name: view[start - 1 - len(varint(end - start)) : end]
+        for name, (start, _, _, end) in zip(names, t.spans, strict=True)
+    }
+
+
 def subset(t: Template, keep: Sequence[int]) -> Template:
     """The template of nodes `keep` (indices into `t`, in order) alone."""
     view = memoryview(t.data)

@@ -35,7 +35,7 @@ from ..io import MAX_GRAPH_BYTES
 from ..ir import names
 from ..ir.graph import Block, NodeDef
 from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
-from ..ir.templates import Template, copy, subset, template
+from ..ir.templates import Template, copy, entries, subset, template
 from .base import Pass, PassResult, option
 
 FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
@@ -58,6 +58,7 @@ class _Template:
     bases: frozenset[str]  # their names without the tower prefix
     extras: int  # how many replicas and mirrors
     serialized: Template | None = None  # made at output time, once
+    entries: dict | None = None  # serialized's node entries by name
     slots: list | None = None  # per node, what its copies' devices depend on
 
 
@@ -650,8 +651,13 @@ class _Replicator:
             source = t.serialized if keep is None else subset(t.serialized, chosen)
             return copy(source, renames, self._copy_devices(i, t, members, chosen))
 
+        def serialized() -> dict:
+            if t.entries is None:
+                t.entries = entries(t.serialized, t.names)
+            return t.entries
+
         bases = t.bases if keep is None else frozenset(n for n, k in zip(members, keep, strict=True) if k)
-        self.g._add_block(Block(f"tower{i}/", f"tower{t.index}/", bases, render))
+        self.g._add_block(Block(f"tower{i}/", f"tower{t.index}/", bases, render, serialized))
 
     def _copy_devices(self, i: int, t: _Template, members: list[str], chosen: list[int]) -> list[str]:
         """Where tower i's copies of template t's nodes `chosen` run: by the same rules as the
