@@ -60,7 +60,7 @@ def settle(graph: Graph, rw: Rewriter, default_device: str, skip=frozenset()) ->
     for node in graph.nodes():
         if node.name in skip:
             continue
-        targets = names.colocation_targets(node)
+        targets = graph.colocation(node.name)
         if targets and targets[0] in graph and graph.node(targets[0]).device:
             if node.device != graph.node(targets[0]).device:
                 rw.set_device(node.name, graph.node(targets[0]).device)

@@ -14,6 +14,7 @@ NodeDef = node_def_pb2.NodeDef
 GraphDef = graph_pb2.GraphDef
 
 BACK_EDGE_OPS = frozenset({"NextIteration", "RefNextIteration"})
+_IS_CONTROL = names.Memo(names.is_control)
 NODE_TAG = b"\x0a"  # GraphDef.node: field 1, length-delimited
 
 
@@ -63,6 +64,7 @@ class Graph:
         self.library = graph_def.library
         self.versions = graph_def.versions
         self._parsed: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._colocated: dict[str, tuple[str, ...]] = {}  # parsed `_class` targets
         self._ref_node = names.Memo(names.node_of)  # input string -> the node it reads
         self._users: dict[str, dict[str, int]] | None = None
         self._coloc_users: dict[str, dict[str, int]] | None = None
@@ -112,14 +114,25 @@ class Graph:
         """(data producers, control producers) of node `name`, parsed once."""
         cached = self._parsed.get(name)
         if cached is None:
-            refs = self._nodes[name].input
+            refs = list(self._nodes[name].input)
             k = 0
-            for ref in refs:  # data inputs come first (the input is validated, the Rewriter keeps it so)
+            for ref in refs:  # the data inputs
                 if ref[:1] == "^":
                     break
                 k += 1
+            if k < len(refs) and not all(map(_IS_CONTROL.__getitem__, refs[k:])):
+                raise InternalError(f"node '{name}' has a data input after a control input")
             producers = tuple(map(self._ref_node.__getitem__, refs))
             cached = self._parsed[name] = (producers[:k], producers[k:])
+        return cached
+
+    def colocation(self, name: str) -> tuple[str, ...]:
+        """The nodes `name` is colocated with (its `_class` attribute), parsed once."""
+        cached = self._colocated.get(name)
+        if cached is None:
+            node = self._nodes[name]
+            found = names.colocation_targets(node) if names.COLOCATION_ATTR in node.attr else ()
+            cached = self._colocated[name] = tuple(found)
         return cached
 
     def input_nodes(self, name: str) -> list[str]:
@@ -156,7 +169,7 @@ class Graph:
     def _build_use_maps(self) -> None:
         users: dict[str, dict[str, int]] = {}
         coloc: dict[str, dict[str, int]] = {}
-        for name, node in self._nodes.items():
+        for name in self._nodes:
             data, ctrl = self._producers(name)
             for p in data + ctrl:
                 d = users.get(p)
@@ -164,10 +177,9 @@ class Graph:
                     users[p] = {name: 1}
                 else:
                     d[name] = d.get(name, 0) + 1
-            if names.COLOCATION_ATTR in node.attr:
-                for target in names.colocation_targets(node):
-                    d = coloc.setdefault(target, {})
-                    d[name] = d.get(name, 0) + 1
+            for target in self.colocation(name):
+                d = coloc.setdefault(target, {})
+                d[name] = d.get(name, 0) + 1
         self._users, self._coloc_users = users, coloc
 
     # -- index upkeep, called by the Rewriter only -----------------------------------------
@@ -178,20 +190,19 @@ class Graph:
         for p in data + ctrl:
             d = self._users.setdefault(p, {})
             d[node.name] = d.get(node.name, 0) + 1
-        if names.COLOCATION_ATTR in node.attr:
-            for target in names.colocation_targets(node):
-                d = self._coloc_users.setdefault(target, {})
-                d[node.name] = d.get(node.name, 0) + 1
+        for target in self.colocation(node.name):
+            d = self._coloc_users.setdefault(target, {})
+            d[node.name] = d.get(node.name, 0) + 1
 
     def _unlink(self, node: NodeDef) -> None:
         if self._users is not None:
             data, ctrl = self._producers(node.name)
             for p in data + ctrl:
                 _dec(self._users, p, node.name)
-            if names.COLOCATION_ATTR in node.attr:
-                for target in names.colocation_targets(node):
-                    _dec(self._coloc_users, target, node.name)
+            for target in self.colocation(node.name):
+                _dec(self._coloc_users, target, node.name)
         self._parsed.pop(node.name, None)
+        self._colocated.pop(node.name, None)
 
     def _insert(self, node: NodeDef) -> None:
         if node.name in self:
@@ -244,6 +255,7 @@ class Graph:
         for name in names_:
             del self._nodes[name]
             self._parsed.pop(name, None)
+            self._colocated.pop(name, None)
         self._users = self._coloc_users = None
 
     # -- whole-graph views ----------------------------------------------------------------

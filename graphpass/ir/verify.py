@@ -73,12 +73,11 @@ def validate_input(graph: Graph) -> None:
                 f"node '{name}' ({node.op}) has {len(data)} data inputs, but the op takes {expected}"
             )
         graph._parsed[name] = (tuple(data), ctrl)
-        if names.COLOCATION_ATTR in node.attr:
-            for target in names.colocation_targets(node):
-                if target not in nodes:
-                    raise InvalidGraphError(
-                        f"node '{name}' is colocated (_class) with '{target}', which is not in the graph"
-                    )
+        for target in graph.colocation(name):
+            if target not in nodes:
+                raise InvalidGraphError(
+                    f"node '{name}' is colocated (_class) with '{target}', which is not in the graph"
+                )
         device = node.device
         if device and device not in devices:
             try:
@@ -108,70 +107,46 @@ def check_edges(graph: Graph) -> None:
     """Every input names an existing node (and one of its outputs); data before control inputs;
     colocation targets exist; no cycles but loop back-edges. Linear in the inputs.
 
+    The producers come from the graph's parse of each node's inputs (which refuses a data input
+    after a control input); only data inputs are read again, for their output indices.
     Nodes in blocks are not visited: their edges mirror those of the parsed tower they copy,
     which is checked here, so they can neither dangle nor close a cycle. An input that reads one
     is checked against that twin.
     """
     nodes = graph._nodes
-    ops = {name: node.op for name, node in nodes.items()}
-    has = ops.__contains__
-    back = {name for name, op in ops.items() if op in BACK_EDGE_OPS}
-    control, node_of = names.Memo(names.is_control), names.Memo(names.node_of)
+    has = nodes.__contains__
+    back = {name for name, node in nodes.items() if node.op in BACK_EDGE_OPS}
     outputs: dict[str, int] = {}
-    preds: dict[str, list[str]] = {}
+    preds: dict[str, tuple[str, ...]] = {}
     for name, node in nodes.items():
-        refs = node.input
-        prods = []
-        k = 0
-        for ref in refs:  # the data inputs
-            if ref[0] == "^":
-                break
-            k += 1
-            colon = ref.rfind(":")
-            producer = ref if colon < 0 else ref[:colon]
-            if producer not in ops:
-                _check_block_input(graph, name, ref, producer, outputs)
-            elif colon >= 0:
-                index = int(ref[colon + 1 :])
+        data, ctrl = graph._producers(name)
+        if data:
+            for ref in node.input[: len(data)]:
+                colon = ref.rfind(":")
+                if colon < 0:
+                    continue
+                producer = ref[:colon]
                 have = outputs.get(producer)
                 if have is None:
-                    have = outputs[producer] = _num_outputs(nodes[producer])
-                if index >= have:
-                    raise InternalError(f"node '{name}' reads output {index} of '{producer}' (it has {have})")
-            prods.append(producer)
-        if k < len(refs):
-            rest = refs[k:]
-            if not all(map(control.__getitem__, rest)):
-                raise InternalError(f"node '{name}' has a data input after a control input")
-            ctrl = list(map(node_of.__getitem__, rest))
-            if not all(map(has, ctrl)):
-                for p in ctrl:
-                    if p not in ops:
-                        _check_block_input(graph, name, "^" + p, p, outputs)
-            prods += ctrl
-        preds[name] = prods if not back else [p for p in prods if p not in back]
-        if names.COLOCATION_ATTR in node.attr:
-            for target in names.colocation_targets(node):
-                if target not in graph:
-                    raise InternalError(f"node '{name}' is colocated with missing node '{target}'")
+                    twin = nodes.get(producer)
+                    twin = graph.twin(producer) if twin is None else twin
+                    have = outputs[producer] = _num_outputs(twin) if twin is not None else 1 << 30
+                if int(ref[colon + 1 :]) >= have:
+                    raise InternalError(
+                        f"node '{name}' reads output {ref[colon + 1 :]} of '{producer}' (it has {have})"
+                    )
+        if not all(map(has, data)) or not all(map(has, ctrl)):
+            for p in data + ctrl:
+                if not has(p) and graph.twin(p) is None:
+                    raise InternalError(f"node '{name}' reads '{p}', which does not exist")
+        both = data + ctrl
+        preds[name] = both if not back else tuple(p for p in both if p not in back)
+        for target in graph.colocation(name):
+            if target not in graph:
+                raise InternalError(f"node '{name}' is colocated with missing node '{target}'")
     cycle = find_cycle(preds)
     if cycle:
         raise InternalError(f"the graph has a cycle through node(s) {', '.join(cycle[:5])}")
-
-
-def _check_block_input(graph: Graph, name: str, ref: str, producer: str, outputs: dict[str, int]) -> None:
-    """An input naming no parsed node must name a node in a block, and one of its twin's outputs."""
-    twin = graph.twin(producer)
-    if twin is None:
-        raise InternalError(f"node '{name}' reads '{ref}', which does not exist")
-    colon = ref.rfind(":")
-    if ref[0] != "^" and colon >= 0:
-        index = int(ref[colon + 1 :])
-        have = outputs.get(producer)
-        if have is None:
-            have = outputs[producer] = _num_outputs(twin)
-        if index >= have:
-            raise InternalError(f"node '{name}' reads output {index} of '{producer}' (it has {have})")
 
 
 def _num_outputs(node) -> int:

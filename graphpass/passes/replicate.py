@@ -498,11 +498,7 @@ class _Replicator:
             regular.add(n)
         # Colocation targets of parsed nodes, global or tower 0's own, stay parsed, transitively.
         pinned = [
-            t[len("tower0/") :]
-            for node in self.g.nodes()
-            if names.COLOCATION_ATTR in node.attr
-            for t in names.colocation_targets(node)
-            if t.startswith("tower0/")
+            t[len("tower0/") :] for name in self.g for t in self.g.colocation(name) if t.startswith("tower0/")
         ]
         pinned += [n for n in self.order if n not in regular]
         while pinned:
@@ -797,7 +793,7 @@ class _Replicator:
                     readers[user] = None
             for user in self.g.colocation_users(n):
                 if user not in region and user in self.original:
-                    targets = names.colocation_targets(self.g.node(user))
+                    targets = self.g.colocation(user)
                     copies = self._copies(n)
                     new = [raw_sink.get(t, copies[0]) if t == n else t for t in targets]
                     self.rw.set_colocation(user, new)
@@ -929,9 +925,8 @@ class _Replicator:
             stack.extend(p for p in self.g.input_nodes(n) if p in region and p in self.g)
         self.rw.drop([n for n in self.order if n not in keep and n in self.g])
         for n in keep:  # a kept node colocated with a dropped one goes with tower 0's copy of it
-            node = self.g.get(n)
-            if node is not None and names.COLOCATION_ATTR in node.attr:
-                targets = names.colocation_targets(node)
+            if self.g.get(n) is not None and self.g.colocation(n):
+                targets = list(self.g.colocation(n))
                 moved = [names.tower_name(0, t) if t in region and t not in keep else t for t in targets]
                 if moved != targets:
                     self.rw.set_colocation(n, moved)
