@@ -204,21 +204,37 @@ class Graph:
         self._parsed.pop(node.name, None)
         self._colocated.pop(node.name, None)
 
-    def _insert(self, node: NodeDef) -> None:
+    def _inputs_written(self, name: str, refs: Sequence[str], data: int) -> None:
+        """Record the parse of node `name`'s inputs from `refs`, the strings just written to it
+        (its first `data` ones are the data inputs): cheaper than reading them back."""
+        producers = tuple(map(self._ref_node.__getitem__, refs))
+        self._parsed[name] = (producers[:data], producers[data:])
+
+    def _insert(self, node: NodeDef, refs: Sequence[str] | None = None, data: int = 0) -> None:
+        """Add `node`; `refs`, `data`: its inputs as written (see _inputs_written)."""
         if node.name in self:
             raise InternalError(f"a node named '{node.name}' already exists")
         self._nodes[node.name] = node
+        if refs is not None:
+            self._inputs_written(node.name, refs, data)
         self._link(node)
 
-    def _insert_many(self, nodes: Iterable[NodeDef], link: bool = True) -> None:
+    def _insert_many(
+        self, nodes: Iterable[NodeDef], link: bool = True, inputs: Iterable | None = None
+    ) -> None:
         """Add many nodes at once. `link`: keep the use maps up to date (else they are rebuilt
-        when next needed: cheaper for a graph's worth of nodes)."""
+        when next needed: cheaper for a graph's worth of nodes). `inputs`: per node, None or
+        (refs, data) as for _inputs_written."""
         table = self._nodes
-        for node in nodes:
+        for node, written in (
+            zip(nodes, inputs, strict=True) if inputs is not None else ((n, None) for n in nodes)
+        ):
             name = node.name
             if name in table:
                 raise InternalError(f"a node named '{name}' already exists")
             table[name] = node
+            if written is not None:
+                self._inputs_written(name, *written)
             if link:
                 self._link(node)
         if not link:

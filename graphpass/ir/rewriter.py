@@ -39,8 +39,9 @@ def type_list_attr(dtypes: Iterable[int]) -> AttrValue:
     return AttrValue(list=AttrValue.ListValue(type=list(dtypes)))
 
 
-def _ordered(inputs: Iterable[str]) -> list[str]:
-    """Data inputs first, control inputs last (TensorFlow requires it), each control input once."""
+def _ordered(inputs: list[str]) -> tuple[list[str], int]:
+    """Data inputs first, control inputs last (TensorFlow requires it), each control input
+    once; and how many data inputs there are."""
     data = [r for r in inputs if not r.startswith("^")]
     seen: set[str] = set()
     ctrl = []
@@ -48,7 +49,7 @@ def _ordered(inputs: Iterable[str]) -> list[str]:
         if r.startswith("^") and r not in seen:
             seen.add(r)
             ctrl.append(r)
-    return data + ctrl
+    return data + ctrl, len(data)
 
 
 class Rewriter:
@@ -78,13 +79,14 @@ class Rewriter:
         device: str = "",
         colocate_with: Iterable[str] = (),
     ) -> NodeDef:
-        node = NodeDef(name=name, op=op, input=_ordered(list(inputs)), device=device)
+        refs, data = _ordered(list(inputs))
+        node = NodeDef(name=name, op=op, input=refs, device=device)
         for key, value in (attrs or {}).items():
             node.attr[key].CopyFrom(value)
         targets = list(colocate_with)
         if targets:
             names.set_colocation(node, targets)
-        self.graph._insert(node)
+        self.graph._insert(node, refs, data)
         return node
 
     def const(self, name: str, value, dtype, device: str = "", inputs: Iterable[str] = ()) -> NodeDef:
@@ -102,8 +104,10 @@ class Rewriter:
         self.graph._check_changeable([name])
         node = self.graph.node(name)
         self.graph._unlink(node)
+        refs, data = _ordered(list(inputs))
         del node.input[:]
-        node.input.extend(_ordered(list(inputs)))
+        node.input.extend(refs)
+        self.graph._inputs_written(name, refs, data)
         self.graph._link(node)
 
     def add_control_inputs(self, name: str, controls: Iterable[str]) -> None:

@@ -320,9 +320,9 @@ class _Replicator:
             )
         return node
 
-    def _insert_placed(self, nodes: list, link: bool = True) -> None:
+    def _insert_placed(self, nodes: list, link: bool = True, inputs: list | None = None) -> None:
         """Add nodes made in bulk, already on their final devices (settle leaves them be)."""
-        self.g._insert_many(nodes, link=link)
+        self.g._insert_many(nodes, link=link, inputs=inputs)
         self.cloned.update(n.name for n in nodes)
 
     def _replica_ref(self, ref: str, i: int) -> str:
@@ -423,11 +423,14 @@ class _Replicator:
         runs. The plans keep the original NodeDefs, so the originals may leave the graph."""
         region = set(self.order)
         memo: dict = {}
-        self.plans = {n: (self.g.node(n), *self._plan(n, region, memo)) for n in self.order}
+        data_inputs = self.g.data_inputs
+        self.plans = {
+            n: (self.g.node(n), *self._plan(n, region, memo), len(data_inputs(n))) for n in self.order
+        }
 
     def _check_output_size(self) -> None:
         """Refuse, before copying anything, a rewrite whose GraphDef would pass protobuf's limit."""
-        tower = sum(src.ByteSize() for src, _, _ in self.plans.values())
+        tower = sum(plan[0].ByteSize() for plan in self.plans.values())
         estimate = len(self.ctx.shapes.source_bytes) + (self.k - 1) * tower
         if estimate > MAX_GRAPH_BYTES:
             biggest = sorted(self.plans, key=lambda n: -self.plans[n][0].ByteSize())[:3]
@@ -485,7 +488,7 @@ class _Replicator:
         }
         regular = set()
         for n in members:
-            src, inputs, _ = self.plans[n]
+            src, inputs, _, _ = self.plans[n]
             if any(
                 type(e) is not str and e[0] != self._COPY and not (e[0] == self._SINK and e[1] in sinks_ok)
                 for e in inputs
@@ -595,20 +598,21 @@ class _Replicator:
         prefix = f"tower{i}/"
         copy_kind = self._COPY
         out = list(extras)
+        written: list = [None] * len(extras)
         for n in members:
-            src, inputs, kind = self.plans[n]
+            src, inputs, kind, data = self.plans[n]
             name = prefix + n
             self._check_free(name)
             node = NodeDef()
             node.CopyFrom(src)
             node.name = name
             del node.input[:]
-            node.input.extend(
-                [
-                    e if type(e) is str else e[1] + prefix + e[2] if e[0] == copy_kind else self._render(e, i)
-                    for e in inputs
-                ]
-            )
+            refs = [
+                e if type(e) is str else e[1] + prefix + e[2] if e[0] == copy_kind else self._render(e, i)
+                for e in inputs
+            ]
+            node.input.extend(refs)
+            written.append((refs, data))
             node.device = self._device(kind, i)
             attrs = node.attr
             if OUTPUT_SHAPES in attrs:
@@ -626,7 +630,7 @@ class _Replicator:
                     ],
                 )
             out.append(node)
-        self._insert_placed(out, link=False)
+        self._insert_placed(out, link=False, inputs=written)
         return out
 
     def _clone_from_template(
