@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from itertools import chain, filterfalse
 
 import numpy as np
 from tensorflow.python.framework import tensor_util
@@ -13,7 +14,7 @@ from tensorflow.python.framework.device_spec import DeviceSpecV2
 from .. import opdefs
 from ..errors import InternalError, InvalidGraphError
 from . import names
-from .graph import BACK_EDGE_OPS, Graph, find_cycle
+from .graph import BACK_EDGE_OPS, Graph, find_cycle, without
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")  # TensorFlow's rule for op names
 
@@ -30,27 +31,36 @@ def validate_input(graph: Graph) -> None:
     devices: set[str] = set()
     known_ops: set[str] = set()
     control, producer = names.Memo(names.is_control), graph._ref_node
+    checked: dict[tuple[str, ...], tuple[str, ...]] = {}  # control inputs as written -> producers
     for name, node in nodes.items():
         if not NODE_NAME.match(name):
             raise InvalidGraphError(f"node name {name!r} is not a valid TensorFlow op name")
-        if node.op not in known_ops:
-            opdefs.op_def(node.op, name)
-            known_ops.add(node.op)
-        refs = node.input
-        data = []
+        op = node.op
+        if op not in known_ops:
+            opdefs.op_def(op, name)
+            known_ops.add(op)
+        refs = list(node.input)
+        data: list[str] = []
+        reads: list[tuple[str, int]] = []
         k = 0
         for ref in refs:  # data inputs (a control input ends them)
             if ref[:1] == "^":
                 break
             k += 1
             colon = ref.rfind(":")
-            digits = ref[colon + 1 :] if colon >= 0 else ""
+            if colon < 0:
+                if ref not in nodes:
+                    raise InvalidGraphError(f"node '{name}' reads '{ref}', which is not in the graph")
+                data.append(ref)
+                continue
+            digits = ref[colon + 1 :]
             index = int(digits) if digits.isascii() and digits.isdigit() else 0
             source = ref[:colon] if index or digits == "0" else ref
-            data.append(source)
             if source not in nodes:
                 raise InvalidGraphError(f"node '{name}' reads '{ref}', which is not in the graph")
+            data.append(source)
             if index > 0:
+                reads.append((source, index))
                 if source not in outputs:
                     outputs[source] = len(opdefs.output_types(nodes[source]))
                 if index >= outputs[source]:
@@ -60,24 +70,27 @@ def validate_input(graph: Graph) -> None:
                     )
         ctrl: tuple[str, ...] = ()
         if k < len(refs):
-            rest = refs[k:]
-            if not all(map(control.__getitem__, rest)):
-                raise InvalidGraphError(f"node '{name}' has a data input after a control input")
-            ctrl = tuple(map(producer.__getitem__, rest))
-            if not all(map(nodes.__contains__, ctrl)):
-                missing = next(p for p in ctrl if p not in nodes)
-                raise InvalidGraphError(f"node '{name}' reads '^{missing}', which is not in the graph")
+            rest = tuple(refs[k:])
+            ctrl = checked.get(rest)
+            if ctrl is None:
+                if not all(map(control.__getitem__, rest)):
+                    raise InvalidGraphError(f"node '{name}' has a data input after a control input")
+                ctrl = graph._shared(tuple(map(producer.__getitem__, rest)))
+                if not all(map(nodes.__contains__, ctrl)):
+                    missing = next(p for p in ctrl if p not in nodes)
+                    raise InvalidGraphError(f"node '{name}' reads '^{missing}', which is not in the graph")
+                checked[rest] = ctrl
         expected = opdefs.num_inputs(node)
-        if len(data) != expected:
-            raise InvalidGraphError(
-                f"node '{name}' ({node.op}) has {len(data)} data inputs, but the op takes {expected}"
-            )
+        if k != expected:
+            raise InvalidGraphError(f"node '{name}' ({op}) has {k} data inputs, but the op takes {expected}")
         graph._parsed[name] = (tuple(data), ctrl)
-        for target in graph.colocation(name):
-            if target not in nodes:
-                raise InvalidGraphError(
-                    f"node '{name}' is colocated (_class) with '{target}', which is not in the graph"
-                )
+        graph._reads[name] = tuple(reads)
+        if names.COLOCATION_ATTR in node.attr:
+            for target in graph.colocation(name):
+                if target not in nodes:
+                    raise InvalidGraphError(
+                        f"node '{name}' is colocated (_class) with '{target}', which is not in the graph"
+                    )
         device = node.device
         if device and device not in devices:
             try:
@@ -117,33 +130,26 @@ def check_edges(graph: Graph) -> None:
     has = nodes.__contains__
     back = {name for name, node in nodes.items() if node.op in BACK_EDGE_OPS}
     outputs: dict[str, int] = {}
-    preds: dict[str, tuple[str, ...]] = {}
-    for name, node in nodes.items():
-        data, ctrl = graph._producers(name)
-        if data:
-            for ref in node.input[: len(data)]:
-                colon = ref.rfind(":")
-                if colon < 0:
-                    continue
-                producer = ref[:colon]
-                have = outputs.get(producer)
-                if have is None:
-                    twin = nodes.get(producer)
-                    twin = graph.twin(producer) if twin is None else twin
-                    have = outputs[producer] = _num_outputs(twin) if twin is not None else 1 << 30
-                if int(ref[colon + 1 :]) >= have:
-                    raise InternalError(
-                        f"node '{name}' reads output {ref[colon + 1 :]} of '{producer}' (it has {have})"
-                    )
-        if not all(map(has, data)) or not all(map(has, ctrl)):
-            for p in data + ctrl:
-                if not has(p) and graph.twin(p) is None:
-                    raise InternalError(f"node '{name}' reads '{p}', which does not exist")
-        both = data + ctrl
-        preds[name] = both if not back else tuple(p for p in both if p not in back)
+    preds: dict[str, tuple] = {}
+    for name in nodes:
+        parsed = graph._producers(name)
+        for producer, index in graph._output_reads(name):
+            have = outputs.get(producer)
+            if have is None:
+                twin = nodes.get(producer)
+                twin = graph.twin(producer) if twin is None else twin
+                have = outputs[producer] = _num_outputs(twin) if twin is not None else 1 << 30
+            if index >= have:
+                raise InternalError(f"node '{name}' reads output {index} of '{producer}' (it has {have})")
+        preds[name] = without(parsed, back)
         for target in graph.colocation(name):
             if target not in graph:
                 raise InternalError(f"node '{name}' is colocated with missing node '{target}'")
+    missing = set(filterfalse(has, chain.from_iterable(chain.from_iterable(preds.values()))))
+    for p in sorted(missing):
+        if graph.twin(p) is None:
+            reader = next(n for n, (data, ctrl) in preds.items() if p in data or p in ctrl)
+            raise InternalError(f"node '{reader}' reads '{p}', which does not exist")
     cycle = find_cycle(preds)
     if cycle:
         raise InternalError(f"the graph has a cycle through node(s) {', '.join(cycle[:5])}")
