@@ -397,7 +397,7 @@ class Graph:
             id(m): m for b in self._blocks.values() if b.serialized for m in [b.serialized()]
         }.values():
             known.update(entries)
-        parts = [serialize_nodes(self._nodes.values(), known)] + blocks
+        parts = node_entries_of(self._nodes.values(), known) + blocks
         tail = GraphDef()
         tail.versions.CopyFrom(self.versions)
         if self.library.ByteSize():
@@ -406,10 +406,15 @@ class Graph:
         return b"".join(parts)
 
 
-def serialize_nodes(nodes: Iterable[NodeDef], known: Mapping[str, bytes | memoryview] | None = None) -> bytes:
+def serialize_nodes(nodes: Iterable[NodeDef]) -> bytes:
     """`nodes` as GraphDef node entries (field 1), deterministic: what a GraphDef holding only
-    them serializes to, without copying them into one. `known`: entries already made, by name."""
-    parts = []
+    them serializes to, without copying them into one."""
+    return b"".join(node_entries_of(nodes))
+
+
+def node_entries_of(nodes: Iterable[NodeDef], known: Mapping[str, bytes | memoryview] | None = None) -> list:
+    """The pieces of serialize_nodes(nodes), unjoined; `known`: entries already made, by name."""
+    parts: list = []
     for node in nodes:
         entry = known.get(node.name) if known else None
         if entry is not None:
@@ -417,7 +422,7 @@ def serialize_nodes(nodes: Iterable[NodeDef], known: Mapping[str, bytes | memory
             continue
         data = node.SerializeToString(deterministic=True)
         parts += (NODE_TAG, varint(len(data)), data)
-    return b"".join(parts)
+    return parts
 
 
 def varint(value: int) -> bytes:

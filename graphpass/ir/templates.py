@@ -92,7 +92,7 @@ def subset(t: Template, keep: Sequence[int]) -> Template:
     return Template(b"".join(parts), spans, devices, Counter(devices))
 
 
-def copy(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]) -> bytes:
+def copy(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]) -> bytes | bytearray:
     """The template's nodes with each occurrence of each old byte string of `renames` replaced by
     its new one, and node j on `devices[j]`.
 
@@ -116,12 +116,13 @@ def copy(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]
     places = [_occurrences(t, old) for old, _ in edits]
     if len(edits) > 1 and _overlap(places, [len(old) for old, _ in edits]):
         raise InternalError("template renames overlap")
-    buffer = np.frombuffer(t.data, np.uint8).copy()
+    data = bytearray(t.data)
+    buffer = np.frombuffer(data, np.uint8)  # writes go to `data`
     for (old, new), at in zip(edits, places, strict=True):
         for j, (a, b) in enumerate(zip(old, new, strict=True)):
             if a != b:
                 buffer[at + j] = b
-    data = buffer.tobytes()
+    del buffer
     return data if moves is not None else _splice(t, data, devices)
 
 
