@@ -80,7 +80,7 @@ class Rewriter:
         colocate_with: Iterable[str] = (),
     ) -> NodeDef:
         refs, data = _ordered(list(inputs))
-        node = NodeDef(name=name, op=op, input=refs, device=device)
+        node = self.graph.new_node(name=name, op=op, input=refs, device=device)
         for key, value in (attrs or {}).items():
             node.attr[key].CopyFrom(value)
         targets = list(colocate_with)

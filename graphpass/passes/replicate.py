@@ -33,7 +33,7 @@ from ..context import Reduction, RewriteContext
 from ..errors import ConfigError, InvalidGraphError
 from ..io import MAX_GRAPH_BYTES
 from ..ir import names
-from ..ir.graph import Block, NodeDef
+from ..ir.graph import Block
 from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
 from ..ir.templates import Template, copy, entries, subset, template
 from .base import Pass, PassResult, option
@@ -307,7 +307,7 @@ class _Replicator:
     def _copy(self, src, name: str, inputs: list[str], i: int):
         """A NodeDef like `src`, named `name`, reading `inputs`, colocated with tower i's copies."""
         self._check_free(name)
-        node = NodeDef()
+        node = self.g.new_node()
         node.CopyFrom(src)
         node.name = name
         del node.input[:]
@@ -603,7 +603,7 @@ class _Replicator:
             src, inputs, kind, data = self.plans[n]
             name = prefix + n
             self._check_free(name)
-            node = NodeDef()
+            node = self.g.new_node()
             node.CopyFrom(src)
             node.name = name
             del node.input[:]
