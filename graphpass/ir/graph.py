@@ -241,18 +241,25 @@ class Graph:
         self._reads.pop(node.name, None)
         self._colocated.pop(node.name, None)
 
-    def _inputs_written(self, name: str, refs: Sequence[str], data: int) -> None:
+    def _inputs_written(
+        self, name: str, refs: Sequence[str], data: int, colocation: tuple[str, ...] | None = None
+    ) -> None:
         """Record the parse of node `name`'s inputs from `refs`, the strings just written to it
-        (its first `data` ones are the data inputs): cheaper than reading them back."""
+        (its first `data` ones are the data inputs), and its colocation targets if given:
+        cheaper than reading them back."""
         self._record(name, refs, data)
+        if colocation is not None:
+            self._colocated[name] = colocation
 
-    def _insert(self, node: NodeDef, refs: Sequence[str] | None = None, data: int = 0) -> None:
-        """Add `node`; `refs`, `data`: its inputs as written (see _inputs_written)."""
+    def _insert(
+        self, node: NodeDef, refs: Sequence[str] | None = None, data: int = 0, colocation: tuple | None = None
+    ) -> None:
+        """Add `node`; `refs`, `data`, `colocation`: as written (see _inputs_written)."""
         if node.name in self:
             raise InternalError(f"a node named '{node.name}' already exists")
         self._nodes[node.name] = node
         if refs is not None:
-            self._inputs_written(node.name, refs, data)
+            self._inputs_written(node.name, refs, data, colocation)
         self._link(node)
 
     def _insert_many(
@@ -260,7 +267,7 @@ class Graph:
     ) -> None:
         """Add many nodes at once. `link`: keep the use maps up to date (else they are rebuilt
         when next needed: cheaper for a graph's worth of nodes). `inputs`: per node, None or
-        (refs, data) as for _inputs_written."""
+        (refs, data, colocation) as for _inputs_written."""
         table = self._nodes
         for node, written in (
             zip(nodes, inputs, strict=True) if inputs is not None else ((n, None) for n in nodes)

@@ -86,7 +86,8 @@ class Rewriter:
         targets = list(colocate_with)
         if targets:
             names.set_colocation(node, targets)
-        self.graph._insert(node, refs, data)
+        known = tuple(targets) if names.COLOCATION_ATTR not in (attrs or {}) else None
+        self.graph._insert(node, refs, data, known)
         return node
 
     def const(self, name: str, value, dtype, device: str = "", inputs: Iterable[str] = ()) -> NodeDef:

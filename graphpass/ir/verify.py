@@ -109,14 +109,20 @@ def check(graph: Graph, devices: bool = True) -> None:
         graph: the graph to check.
         devices: also require every node to have a device (true once towers are placed).
     """
-    check_edges(graph)
-    if devices:
-        check_devices(graph)
-    check_collectives(graph)
-    check_packs(graph)
+    by_op: dict[str, list] = defaultdict(list)
+    unplaced = None
+    for node in graph.nodes():
+        by_op[node.op].append(node)
+        if unplaced is None and not node.device:
+            unplaced = node
+    check_edges(graph, by_op)
+    if devices and unplaced is not None:
+        raise InternalError(f"node '{unplaced.name}' ({unplaced.op}) has no device")
+    check_collectives(graph, by_op)
+    check_packs(graph, by_op)
 
 
-def check_edges(graph: Graph) -> None:
+def check_edges(graph: Graph, by_op: dict[str, list]) -> None:
     """Every input names an existing node (and one of its outputs); data before control inputs;
     colocation targets exist; no cycles but loop back-edges. Linear in the inputs.
 
@@ -128,7 +134,7 @@ def check_edges(graph: Graph) -> None:
     """
     nodes = graph._nodes
     has = nodes.__contains__
-    back = {name for name, node in nodes.items() if node.op in BACK_EDGE_OPS}
+    back = {node.name for op in BACK_EDGE_OPS for node in by_op.get(op, ())}
     outputs: dict[str, int] = {}
     preds: dict[str, tuple] = {}
     for name in nodes:
@@ -162,12 +168,6 @@ def _num_outputs(node) -> int:
         return 1 << 30  # unknown op or malformed attrs: reported by the analysis, not here
 
 
-def check_devices(graph: Graph) -> None:
-    for node in graph.nodes():
-        if not node.device:
-            raise InternalError(f"node '{node.name}' ({node.op}) has no device")
-
-
 def _const_value(graph: Graph, ref: str):
     node = graph.get(names.node_of(ref))
     if node is None or node.op != "Const":
@@ -175,11 +175,11 @@ def _const_value(graph: Graph, ref: str):
     return tensor_util.MakeNdarray(node.attr["value"].tensor)
 
 
-def check_collectives(graph: Graph) -> None:
+def check_collectives(graph: Graph, by_op: dict[str, list]) -> None:
     """Each collective instance has group_size ops, one per device, agreeing on group and type;
     each NCCL reduction has num_devices ops on distinct devices."""
     instances: dict[tuple, list] = defaultdict(list)
-    for node in graph.nodes():
+    for node in by_op.get("CollectiveReduceV2", []) + by_op.get("NcclAllReduce", []):
         if node.op == "CollectiveReduceV2":
             size, key, inst = (_const_value(graph, node.input[i]) for i in (1, 2, 3))
             if size is None or key is None or inst is None:
@@ -208,12 +208,12 @@ def check_collectives(graph: Graph) -> None:
             raise InternalError(f"collective {key[1:]} (with '{first}') mixes dtypes")
 
 
-def check_packs(graph: Graph) -> None:
+def check_packs(graph: Graph, by_op: dict[str, list]) -> None:
     """A gradient pack's split sizes add up to what its unpacking splits again, and each unpacked
     piece has as many elements as the shape it is reshaped to."""
     totals: dict[str, set[int]] = defaultdict(set)
-    for node in graph.nodes():
-        if node.op != "SplitV" or "grad_packs/" not in node.name:
+    for node in by_op.get("SplitV", ()):
+        if "grad_packs/" not in node.name:
             continue
         sizes = _const_value(graph, node.input[1])
         if sizes is None:

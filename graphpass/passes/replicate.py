@@ -612,7 +612,6 @@ class _Replicator:
                 for e in inputs
             ]
             node.input.extend(refs)
-            written.append((refs, data))
             node.device = self._device(kind, i)
             attrs = node.attr
             if OUTPUT_SHAPES in attrs:
@@ -620,15 +619,14 @@ class _Replicator:
             for key in PER_TOWER_NAME_ATTRS:
                 if key in attrs and attrs[key].s:
                     attrs[key].s = prefix.encode() + attrs[key].s
+            targets = []
             if names.COLOCATION_ATTR in attrs:
-                targets = names.colocation_targets(node)
-                names.set_colocation(
-                    node,
-                    [
-                        prefix + t if t in region else self.ctx.replicas[t][i] if t in self.state else t
-                        for t in targets
-                    ],
-                )
+                targets = [
+                    prefix + t if t in region else self.ctx.replicas[t][i] if t in self.state else t
+                    for t in names.colocation_targets(node)
+                ]
+                names.set_colocation(node, targets)
+            written.append((refs, data, tuple(targets)))
             out.append(node)
         self._insert_placed(out, link=False, inputs=written)
         return out
