@@ -69,12 +69,10 @@ class Graph:
         # Equal control-input tuples are one object: big graphs repeat a few (ResNet-50's 83k
         # control inputs are 464 distinct tuples), and walks expand each one once.
         self._control_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._forward: tuple | None = None  # see _forward_index
         self._ref_node = names.Memo(names.node_of)  # input string -> the node it reads
         self._ref_output = names.Memo(_output_read)  # data input string -> (node, index > 0) or None
         self._reads: dict[str, tuple[tuple[str, int], ...]] = {}  # per node, as _output_reads says
-        self._users: dict[str, dict[str, int]] | None = None
-        self._coloc_users: dict[str, dict[str, int]] | None = None
+        self._uses: _Uses | None = None  # built when first asked, then kept exact or dropped
         self._blocks: dict[str, Block] = {}  # by prefix
         self._made = GraphDef()  # holds the nodes new_node makes
         self._templates: set[str] = set()  # nodes blocks copy: only their devices may change
@@ -178,15 +176,13 @@ class Graph:
         return self._producers(name)[0]
 
     def users(self, name: str) -> list[str]:
-        """Nodes that read `name` through a data or control input, in graph order."""
-        users = self._use_map().get(name)
-        return list(users) if users else []
+        """Nodes that read `name` through a data or control input, in graph order (or, for nodes
+        whose inputs changed since the index was built, in the order they changed)."""
+        return self._index().users(name)
 
     def colocation_users(self, name: str) -> list[str]:
         """Nodes whose `_class` attribute names `name`."""
-        if self._coloc_users is None:
-            self._build_use_maps()
-        users = self._coloc_users.get(name)
+        users = self._index().coloc.get(name)
         return list(users) if users else []
 
     def producer_op(self, ref: str) -> str:
@@ -195,48 +191,22 @@ class Graph:
             raise InternalError(f"no node named '{names.node_of(ref)}' in the graph")
         return node.op
 
-    def _use_map(self) -> dict[str, dict[str, int]]:
-        if self._users is None:
-            self._build_use_maps()
-        return self._users
-
-    def _build_use_maps(self) -> None:
-        users: dict[str, dict[str, int]] = {}
-        coloc: dict[str, dict[str, int]] = {}
-        for name in self._nodes:
-            data, ctrl = self._producers(name)
-            for p in data + ctrl:
-                d = users.get(p)
-                if d is None:
-                    users[p] = {name: 1}
-                else:
-                    d[name] = d.get(name, 0) + 1
-            for target in self.colocation(name):
-                d = coloc.setdefault(target, {})
-                d[name] = d.get(name, 0) + 1
-        self._users, self._coloc_users = users, coloc
+    def _index(self) -> _Uses:
+        if self._uses is None:
+            uses = _Uses()
+            for name in self._nodes:
+                uses.link(name, *self._producers(name), self.colocation(name))
+            self._uses = uses
+        return self._uses
 
     # -- index upkeep, called by the Rewriter only -----------------------------------------
     def _link(self, node: NodeDef) -> None:
-        self._forward = None
-        if self._users is None:
-            return
-        data, ctrl = self._producers(node.name)
-        for p in data + ctrl:
-            d = self._users.setdefault(p, {})
-            d[node.name] = d.get(node.name, 0) + 1
-        for target in self.colocation(node.name):
-            d = self._coloc_users.setdefault(target, {})
-            d[node.name] = d.get(node.name, 0) + 1
+        if self._uses is not None:
+            self._uses.link(node.name, *self._producers(node.name), self.colocation(node.name))
 
     def _unlink(self, node: NodeDef) -> None:
-        self._forward = None
-        if self._users is not None:
-            data, ctrl = self._producers(node.name)
-            for p in data + ctrl:
-                _dec(self._users, p, node.name)
-            for target in self.colocation(node.name):
-                _dec(self._coloc_users, target, node.name)
+        if self._uses is not None:
+            self._uses.unlink(node.name, *self._producers(node.name), self.colocation(node.name))
         self._parsed.pop(node.name, None)
         self._reads.pop(node.name, None)
         self._colocated.pop(node.name, None)
@@ -280,9 +250,8 @@ class Graph:
                 self._inputs_written(name, *written)
             if link:
                 self._link(node)
-        self._forward = None
         if not link:
-            self._users = self._coloc_users = None
+            self._uses = None
 
     def _check_changeable(self, names_: Iterable[str]) -> None:
         """Refuse to change what byte-copied towers copy (they would silently differ)."""
@@ -317,7 +286,7 @@ class Graph:
             self._parsed.pop(name, None)
             self._reads.pop(name, None)
             self._colocated.pop(name, None)
-        self._users = self._coloc_users = self._forward = None
+        self._uses = None
 
     # -- whole-graph views ----------------------------------------------------------------
     def check_acyclic(self) -> None:
@@ -357,7 +326,8 @@ class Graph:
     def descendants(self, roots: Iterable[str], through_control: bool = True) -> set[str]:
         """Nodes reachable forwards from `roots` (included); over data edges only if not
         `through_control`."""
-        data_users, control_sets, readers = self._forward_index()
+        uses = self._index()
+        data_users, control_sets, readers = uses.data, uses.sets, uses.readers
         seen: set[str] = set()
         expanded: set[int] = set()
         stack = list(roots)
@@ -370,37 +340,13 @@ class Graph:
             if found:
                 stack.extend(found)
             if through_control:
-                for ctrl in control_sets.get(n, ()):
-                    if id(ctrl) not in expanded:
-                        expanded.add(id(ctrl))
-                        stack.extend(readers[id(ctrl)])
+                sets = control_sets.get(n)
+                if sets:
+                    for key in sets:
+                        if key not in expanded:
+                            expanded.add(key)
+                            stack.extend(readers[key])
         return seen
-
-    def _forward_index(self) -> tuple[dict, dict, dict]:
-        """Who reads each node through data inputs; the control tuples each node is in; the
-        nodes whose control inputs each tuple is (by id). Kept until the graph changes."""
-        if self._forward is None:
-            data_users: dict[str, list[str]] = {}
-            control_sets: dict[str, list[tuple[str, ...]]] = {}
-            readers: dict[int, list[str]] = {}
-            for name in self._nodes:
-                data, ctrl = self._producers(name)
-                for p in data:
-                    users = data_users.get(p)
-                    if users is None:
-                        data_users[p] = [name]
-                    else:
-                        users.append(name)
-                if ctrl:
-                    group = readers.get(id(ctrl))
-                    if group is None:
-                        readers[id(ctrl)] = [name]
-                        for p in dict.fromkeys(ctrl):
-                            control_sets.setdefault(p, []).append(ctrl)
-                    else:
-                        group.append(name)
-            self._forward = (data_users, control_sets, readers)
-        return self._forward
 
     def to_bytes(self) -> bytes:
         """The graph as a serialized GraphDef, deterministic: parsed nodes in order, then the
@@ -418,6 +364,73 @@ class Graph:
             tail.library.CopyFrom(self.library)
         parts.append(tail.SerializeToString(deterministic=True))
         return b"".join(parts)
+
+
+class _Uses:
+    """Who reads each node. Data readers with their edge counts; control readers through the
+    shared control tuples (linked once per tuple, however many nodes carry it: big graphs repeat
+    a few long ones); colocation readers. Readers come in the order they were last linked."""
+
+    def __init__(self):
+        self.data: dict[str, dict[str, int]] = {}
+        self.sets: dict[str, dict[int, tuple[str, ...]]] = {}  # producer -> tuples holding it, by id
+        self.readers: dict[int, dict[str, None]] = {}  # tuple id -> nodes whose control inputs it is
+        self.coloc: dict[str, dict[str, int]] = {}
+        self.linked: dict[str, int] = {}
+        self.clock = 0
+
+    def link(self, name: str, data: tuple[str, ...], ctrl: tuple[str, ...], coloc: tuple[str, ...]) -> None:
+        self.clock += 1
+        self.linked[name] = self.clock
+        for p in data:
+            users = self.data.get(p)
+            if users is None:
+                self.data[p] = {name: 1}
+            else:
+                users[name] = users.get(name, 0) + 1
+        if ctrl:
+            key = id(ctrl)
+            readers = self.readers.get(key)
+            if readers is None:
+                self.readers[key] = {name: None}
+                for p in ctrl:
+                    self.sets.setdefault(p, {})[key] = ctrl
+            else:
+                readers[name] = None
+        for target in coloc:
+            users = self.coloc.setdefault(target, {})
+            users[name] = users.get(name, 0) + 1
+
+    def unlink(self, name: str, data: tuple[str, ...], ctrl: tuple[str, ...], coloc: tuple[str, ...]) -> None:
+        for p in data:
+            _dec(self.data, p, name)
+        if ctrl:
+            key = id(ctrl)
+            readers = self.readers.get(key)
+            if readers is not None and name in readers:
+                del readers[name]
+                if not readers:
+                    del self.readers[key]
+                    for p in ctrl:
+                        sets = self.sets.get(p)
+                        if sets is not None:
+                            sets.pop(key, None)
+                            if not sets:
+                                del self.sets[p]
+        for target in coloc:
+            _dec(self.coloc, target, name)
+
+    def users(self, name: str) -> list[str]:
+        data = self.data.get(name)
+        sets = self.sets.get(name)
+        if not sets:
+            return list(data) if data else []
+        if not data and len(sets) == 1:
+            return list(self.readers[next(iter(sets))])
+        found = dict.fromkeys(data) if data else {}
+        for key in sets:
+            found.update(self.readers[key])
+        return sorted(found, key=self.linked.__getitem__)
 
 
 def serialize_nodes(nodes: Iterable[NodeDef]) -> bytes:
