@@ -131,11 +131,19 @@ class Graph:
             cached = self._record(name, refs, k)
         return cached
 
-    def _record(self, name: str, refs: Sequence[str], k: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Cache the parse of node `name`'s inputs `refs`, whose first `k` are data inputs."""
+    def control_producers(self, refs: Sequence[str]) -> tuple[str, ...]:
+        """The producers of control inputs `refs`, as the graph's shared tuple."""
+        return self._shared(tuple(map(self._ref_node.__getitem__, refs)))
+
+    def _record(
+        self, name: str, refs: Sequence[str], k: int, ctrl: tuple[str, ...] | None = None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Cache the parse of node `name`'s inputs `refs`, whose first `k` are data inputs
+        (`ctrl`: the producers of the others, from control_producers, if known)."""
         memo = self._ref_node.__getitem__
         data_refs = refs[:k]
-        ctrl = self._shared(tuple(map(memo, refs[k:]))) if k < len(refs) else ()
+        if ctrl is None:
+            ctrl = self.control_producers(refs[k:]) if k < len(refs) else ()
         cached = self._parsed[name] = (tuple(map(memo, data_refs)), ctrl)
         self._reads[name] = tuple(filter(None, map(self._ref_output.__getitem__, data_refs))) if k else ()
         return cached
@@ -212,12 +220,17 @@ class Graph:
         self._colocated.pop(node.name, None)
 
     def _inputs_written(
-        self, name: str, refs: Sequence[str], data: int, colocation: tuple[str, ...] | None = None
+        self,
+        name: str,
+        refs: Sequence[str],
+        data: int,
+        colocation: tuple[str, ...] | None = None,
+        ctrl: tuple[str, ...] | None = None,
     ) -> None:
         """Record the parse of node `name`'s inputs from `refs`, the strings just written to it
-        (its first `data` ones are the data inputs), and its colocation targets if given:
-        cheaper than reading them back."""
-        self._record(name, refs, data)
+        (its first `data` ones are the data inputs; `ctrl`: the others' producers, if known), and
+        its colocation targets if given: cheaper than reading them back."""
+        self._record(name, refs, data, ctrl)
         if colocation is not None:
             self._colocated[name] = colocation
 
@@ -237,7 +250,7 @@ class Graph:
     ) -> None:
         """Add many nodes at once. `link`: keep the use maps up to date (else they are rebuilt
         when next needed: cheaper for a graph's worth of nodes). `inputs`: per node, None or
-        (refs, data, colocation) as for _inputs_written."""
+        (refs, data, colocation, ctrl) as for _inputs_written."""
         table = self._nodes
         for node, written in (
             zip(nodes, inputs, strict=True) if inputs is not None else ((n, None) for n in nodes)

@@ -85,7 +85,9 @@ def validate_input(graph: Graph) -> None:
             raise InvalidGraphError(f"node '{name}' ({op}) has {k} data inputs, but the op takes {expected}")
         graph._parsed[name] = (tuple(data), ctrl)
         graph._reads[name] = tuple(reads)
-        if names.COLOCATION_ATTR in node.attr:
+        if names.COLOCATION_ATTR not in node.attr:
+            graph._colocated[name] = ()
+        else:
             for target in graph.colocation(name):
                 if target not in nodes:
                     raise InvalidGraphError(

@@ -423,10 +423,7 @@ class _Replicator:
         runs. The plans keep the original NodeDefs, so the originals may leave the graph."""
         region = set(self.order)
         memo: dict = {}
-        data_inputs = self.g.data_inputs
-        self.plans = {
-            n: (self.g.node(n), *self._plan(n, region, memo), len(data_inputs(n))) for n in self.order
-        }
+        self.plans = {n: (self.g.node(n), *self._plan(n, region, memo)) for n in self.order}
 
     def _check_output_size(self) -> None:
         """Refuse, before copying anything, a rewrite whose GraphDef would pass protobuf's limit."""
@@ -487,13 +484,22 @@ class _Replicator:
             if len(outs) > 1 and outs[0][len("tower0/") :] == outs[1][len("tower1/") :]
         }
         regular = set()
+        copies_only: dict[int, bool] = {}  # by control entries
         for n in members:
-            src, inputs, _, _ = self.plans[n]
+            src, entries, controls, _ = self.plans[n]
             if any(
                 type(e) is not str and e[0] != self._COPY and not (e[0] == self._SINK and e[1] in sinks_ok)
-                for e in inputs
+                for e in entries
             ):
                 continue
+            if controls:
+                ok = copies_only.get(id(controls))
+                if ok is None:
+                    ok = copies_only[id(controls)] = all(
+                        type(e) is str or e[0] == self._COPY for e in controls
+                    )
+                if not ok:
+                    continue
             if names.COLOCATION_ATTR in src.attr and any(
                 t in self.state for t in names.colocation_targets(src)
             ):
@@ -515,19 +521,28 @@ class _Replicator:
     # Input entries of a clone plan: a constant string, or a tuple rendered per tower.
     _COPY, _SINK, _STATE, _MEAN = range(4)
 
-    def _plan(self, n: str, region: set[str], memo: dict) -> tuple[list, tuple]:
-        """How node `n` is copied into any tower: its inputs and where it is placed. `memo`:
-        entries by input string, for the readers whose entries depend on nothing else."""
-        refs = self.g.node(n).input
+    def _plan(self, n: str, region: set[str], memo: dict) -> tuple[list, tuple, tuple]:
+        """How node `n` is copied into any tower: the entries of its data inputs and of its
+        control inputs, and where it is placed. `memo`: entries by data input string, for the
+        readers whose entries depend on nothing else, and control entries by control tuple
+        (they depend on nothing else; nodes that share a tuple share its entries)."""
+        data, ctrl = self.g._producers(n)
+        refs = self.g.node(n).input[: len(data)] if data else []
         if n in self.update or n in self.tower0_only:
-            return [self._input_entry(ref, n, region) for ref in refs], self._device_kind(n)
-        entries = []
-        for ref in refs:
-            entry = memo.get(ref)
-            if entry is None:
-                entry = memo[ref] = self._input_entry(ref, n, region)
-            entries.append(entry)
-        return entries, self._device_kind(n)
+            entries = [self._input_entry(ref, n, region) for ref in refs]
+        else:
+            entries = []
+            for ref in refs:
+                entry = memo.get(ref)
+                if entry is None:
+                    entry = memo[ref] = self._input_entry(ref, n, region)
+                entries.append(entry)
+        controls = ()
+        if ctrl:
+            controls = memo.get(id(ctrl))
+            if controls is None:
+                controls = memo[id(ctrl)] = tuple(self._input_entry("^" + p, n, region) for p in ctrl)
+        return entries, controls, self._device_kind(n)
 
     def _input_entry(self, ref: str, consumer: str, region: set[str]):
         r = names.parse(ref)
@@ -599,8 +614,9 @@ class _Replicator:
         copy_kind = self._COPY
         out = list(extras)
         written: list = [None] * len(extras)
+        rendered: dict[int, tuple[list[str], tuple[str, ...]]] = {}  # by control entries
         for n in members:
-            src, inputs, kind, data = self.plans[n]
+            src, entries, controls, kind = self.plans[n]
             name = prefix + n
             self._check_free(name)
             node = self.g.new_node()
@@ -609,8 +625,24 @@ class _Replicator:
             del node.input[:]
             refs = [
                 e if type(e) is str else e[1] + prefix + e[2] if e[0] == copy_kind else self._render(e, i)
-                for e in inputs
+                for e in entries
             ]
+            data = len(refs)
+            ctrl: tuple[str, ...] = ()
+            if controls:
+                done = rendered.get(id(controls))
+                if done is None:
+                    ctrl_refs = [
+                        e
+                        if type(e) is str
+                        else e[1] + prefix + e[2]
+                        if e[0] == copy_kind
+                        else self._render(e, i)
+                        for e in controls
+                    ]
+                    done = rendered[id(controls)] = (ctrl_refs, self.g.control_producers(ctrl_refs))
+                refs += done[0]
+                ctrl = done[1]
             node.input.extend(refs)
             node.device = self._device(kind, i)
             attrs = node.attr
@@ -626,7 +658,7 @@ class _Replicator:
                     for t in names.colocation_targets(node)
                 ]
                 names.set_colocation(node, targets)
-            written.append((refs, data, tuple(targets)))
+            written.append((refs, data, tuple(targets), ctrl))
             out.append(node)
         self._insert_placed(out, link=False, inputs=written)
         return out
@@ -663,7 +695,7 @@ class _Replicator:
         server, say: a place shared by the towers) takes its copies along."""
         if t.slots is None:
             extras = self._extras_devices(t.index) if self.replicated else []
-            kinds = [None] * len(extras) + [self.plans[n][2] for n in members]
+            kinds = [None] * len(extras) + [self.plans[n][3] for n in members]
             planned = extras + [self._device(kind, t.index) for kind in kinds[len(extras) :]]
             now = t.serialized.devices
             # A slot: the device itself (moved, or a replica/mirror: computed per tower), or
