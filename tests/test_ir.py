@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
+import graphpass
 from graphpass.errors import InternalError, InvalidGraphError
 from graphpass.ir import names, verify
 from graphpass.ir.graph import Graph
@@ -48,6 +49,33 @@ def test_use_maps_follow_rewrites():
     assert "b" not in g
     rw.add("d", "Identity", ["^a", "c"])
     assert list(g.node("d").input) == ["c", "^a"], "control inputs go last"
+
+
+def test_shared_control_tuples_in_use_index_walks_and_cycles():
+    # x and y carry the same control inputs (one shared tuple); z reads p as data and control.
+    g = _graph(
+        ("p", "NoOp", []),
+        ("q", "NoOp", []),
+        ("x", "NoOp", ["^p", "^q"]),
+        ("y", "NoOp", ["^p", "^q"]),
+        ("z", "Identity", ["p", "^p"]),
+    )
+    assert g._producers("x")[1] is g._producers("y")[1]
+    rw = Rewriter(g)
+    assert g.users("p") == ["x", "y", "z"] and g.users("q") == ["x", "y"]
+    assert g.descendants(["q"]) == {"q", "x", "y"}
+    assert g.ancestors(["x", "y"]) == {"p", "q", "x", "y"}
+    rw.set_inputs("x", ["^p", "^q"])  # relinked: comes after the others now
+    assert g.users("p") == ["y", "z", "x"]
+    rw.set_inputs("y", ["^q"])
+    assert g.users("p") == ["z", "x"] and g.users("q") == ["x", "y"]
+    rw.erase("x")
+    assert g.users("p") == ["z"] and g.descendants(["p"]) == {"p", "z"}
+    g.check_acyclic()
+    # a cycle closed through a shared tuple is found, however many nodes share it
+    h = _graph(("a", "NoOp", ["^c"]), ("b", "NoOp", ["^c"]), ("c", "NoOp", ["^b"]))
+    with pytest.raises(InvalidGraphError, match="cycle through node\\(s\\) b, c"):
+        h.check_acyclic()
 
 
 def test_unique_names_are_deterministic():
@@ -154,3 +182,53 @@ def test_blocks_count_as_nodes_have_twins_and_freeze_their_template():
     with pytest.raises(InternalError, match="template of towers copied as bytes"):
         rw.drop(["tower1/a"])
     rw.set_device("tower1/a", "/device:CPU:3")  # devices may change: copies follow their rules
+
+
+@pytest.mark.parametrize(
+    "model, rules",
+    [
+        ("conv_momentum", "replicated-collective"),
+        ("lstm_v1", "ps-least-loaded"),
+        ("batchnorm", "replicated-hierarchical"),
+        ("embedding_adagrad", "replicated-collective"),
+        ("mlp_clip", "ps-naive"),
+    ],
+)
+def test_graph_caches_agree_with_the_nodes_after_a_rewrite(load_fixture, monkeypatch, model, rules):
+    """What the graph caches (parsed inputs and colocation, written by the Rewriter and the tower
+    copies rather than read back; the use index, kept up to date) equals a fresh reading of the
+    nodes at the end of a rewrite, where the verifier relies on it."""
+    from graphpass import api
+
+    checked = []
+    real_check = api.verify.check
+
+    def check(graph, *args, **kwargs):
+        users: dict[str, set[str]] = {}
+        coloc_users: dict[str, set[str]] = {}
+        for name, node in graph._nodes.items():
+            refs = list(node.input)
+            k = next((j for j, r in enumerate(refs) if r.startswith("^")), len(refs))
+            assert graph._producers(name) == (
+                tuple(names.node_of(r) for r in refs[:k]),
+                tuple(names.node_of(r) for r in refs[k:]),
+            ), name
+            reads = tuple(
+                (names.parse(r).node, names.parse(r).index) for r in refs[:k] if names.parse(r).index
+            )
+            assert graph._output_reads(name) == reads, name
+            assert list(graph.colocation(name)) == names.colocation_targets(node), name
+            for r in refs:
+                users.setdefault(names.node_of(r), set()).add(name)
+            for t in names.colocation_targets(node):
+                coloc_users.setdefault(t, set()).add(name)
+        for name in set(graph._nodes) | set(users) | set(coloc_users):
+            assert set(graph.users(name)) == users.get(name, set()), name
+            assert set(graph.colocation_users(name)) == coloc_users.get(name, set()), name
+        checked.append(len(graph._nodes))
+        return real_check(graph, *args, **kwargs)
+
+    monkeypatch.setattr(api.verify, "check", check)
+    device_type = "CPU" if "nccl" not in rules else "GPU"
+    graphpass.rewrite_to_bytes(load_fixture(model).path, devices=4, rules=rules, device_type=device_type)
+    assert checked and checked[0] > 100
