@@ -131,8 +131,10 @@ def analyze(graph: Graph, describe: bool = True) -> TrainingGraph:
         )
     grads = gradients.find_gradients(graph, updates, backward)
     _classify(graph, variables, updates)
+    position = {u.name: (i, u) for i, u in enumerate(updates)}
     for g in grads:  # name each gradient after the trained variable, not a slot it also feeds
-        owners = [variables[u.var].slot_of or u.var for u in updates if u.name in g.updates]
+        mine = sorted(position[n] for n in g.updates if n in position)
+        owners = [variables[u.var].slot_of or u.var for _, u in mine]
         g.variable = next((v for v in owners if variables[v].trainable), g.variable)
 
     raw_nodes = {names.node_of(g.tensor) for g in grads}

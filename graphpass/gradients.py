@@ -179,6 +179,11 @@ def find_gradients(graph: Graph, updates: list[Update], backward: set[str]) -> l
                 g.updates.append(u.name)
 
     region = _post_region(graph, [u.name for u in updates], backward)
+    owner_of: dict[str, Update] = {}  # the first update each post-processing node serves
+    for u in updates:
+        for t in u.post:
+            owner_of.setdefault(t, u)
+        owner_of.setdefault(u.name, u)
     for name in graph.names():
         if name not in region:
             continue
@@ -187,7 +192,7 @@ def find_gradients(graph: Graph, updates: list[Update], backward: set[str]) -> l
                 continue
             t = _tensor(ref)
             if t not in found:
-                owner = next((u for u in updates if name in u.post or name == u.name), updates[0])
+                owner = owner_of.get(name, updates[0])
                 found[t] = Gradient(t, "dense", owner.var, [owner.name])
 
     # Integer tensors are indices; float tensors that reach an update with an indices input are
