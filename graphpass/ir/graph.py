@@ -175,6 +175,11 @@ class Graph:
             cached = self._colocated[name] = tuple(found)
         return cached
 
+    def producers(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(data producers, control producers) of node `name`; nodes with equal control inputs
+        share one control tuple (the same object)."""
+        return self._producers(name)
+
     def input_nodes(self, name: str) -> list[str]:
         """Producers of `name`'s data and control inputs, in input order (with repeats)."""
         data, ctrl = self._producers(name)

@@ -821,7 +821,10 @@ class _Replicator:
         region = set(self.order)
         raw_sink = {names.node_of(t): sinks[0] for t, sinks in self.sinks.items()}
         readers: dict[str, None] = {}
+        outside = self._read_from_outside(region, originals_only=True)
         for n in self.order:
+            if n not in outside:
+                continue
             for user in self.g.users(n):
                 if user not in region and user in self.original:
                     readers[user] = None
@@ -937,20 +940,29 @@ class _Replicator:
             return "concat"
         return "mean" if self.shared_updates == "mean" and dtype in FLOAT_TYPES else "tower0"
 
+    def _read_from_outside(self, region: set[str], originals_only: bool) -> set[str]:
+        """Region nodes that a node outside the region reads or is colocated with (if
+        `originals_only`, a node of the input graph): one pass over the outside nodes' inputs."""
+        found: set[str] = set()
+        walked: set[int] = set()
+        for u in self.g:
+            if u in region or (originals_only and u not in self.original):
+                continue
+            data, ctrl = self.g.producers(u)
+            found.update(region.intersection(data))
+            if ctrl and id(ctrl) not in walked:
+                walked.add(id(ctrl))
+                found.update(region.intersection(ctrl))
+            found.update(region.intersection(self.g.colocation(u)))
+        return found
+
     def _drop_originals(self) -> None:
         """Erase the single-tower originals that nothing outside the towers still needs (loops
         make region nodes read each other, so this is a reachability question, not a count)."""
         region = set(self.order)
         keep: set[str] = set()
-        stack = [
-            n
-            for n in self.order
-            if n in self.g
-            and (
-                n in self.merge_needed
-                or any(u not in region for u in self.g.users(n) + self.g.colocation_users(n))
-            )
-        ]
+        outside = self._read_from_outside(region, originals_only=False)
+        stack = [n for n in self.order if n in self.g and (n in self.merge_needed or n in outside)]
         while stack:
             n = stack.pop()
             if n in keep:
