@@ -1,4 +1,4 @@
-"""Graph: a GraphDef's nodes by name, in order, with def-use maps (data, control and colocation uses)."""
+"""Graph: a GraphDef's nodes by name, in order, with a def-use index (data, control and colocation uses)."""
 
 from __future__ import annotations
 
@@ -39,12 +39,13 @@ class Graph:
 
     The NodeDefs are the protobuf messages themselves: reading them is free, and the
     Rewriter is the only code that changes them. Each node's inputs are parsed once into
-    producer names (data and control separately) and cached until the Rewriter changes them;
-    the use maps are built from that cache, kept exact by the Rewriter, or dropped and rebuilt
-    after a bulk insertion.
+    producer names (data and control separately; equal control lists share one tuple) and
+    cached until the Rewriter changes them, which hands over the parse of what it writes; the
+    verifier relies on these caches. The use index (_Uses) is built from them, kept exact by
+    the Rewriter, or dropped and rebuilt after a bulk insertion.
 
     Blocks (see Block) hold towers copied as bytes. Their nodes exist for membership, length
-    and `twin`, but are never parsed: iteration, `node`, `get` and the use maps cover the
+    and `twin`, but are never parsed: iteration, `node`, `get` and the use index cover the
     parsed nodes only, and nothing may change a block. They go last in the output.
     """
 
@@ -253,7 +254,7 @@ class Graph:
     def _insert_many(
         self, nodes: Iterable[NodeDef], link: bool = True, inputs: Iterable | None = None
     ) -> None:
-        """Add many nodes at once. `link`: keep the use maps up to date (else they are rebuilt
+        """Add many nodes at once. `link`: keep the use index up to date (else it is rebuilt
         when next needed: cheaper for a graph's worth of nodes). `inputs`: per node, None or
         (refs, data, colocation, ctrl) as for _inputs_written."""
         table = self._nodes
@@ -298,7 +299,7 @@ class Graph:
         self._unlink(node)
 
     def _delete_many(self, names_: Iterable[str]) -> None:
-        """Remove many nodes at once; the use maps are rebuilt when next needed."""
+        """Remove many nodes at once; the use index is rebuilt when next needed."""
         for name in names_:
             del self._nodes[name]
             self._parsed.pop(name, None)

@@ -1,4 +1,4 @@
-"""Rewriter: the one way passes change a Graph; it keeps the use maps exact and names unique."""
+"""Rewriter: the one way passes change a Graph; it keeps the use index exact and names unique."""
 
 from __future__ import annotations
 

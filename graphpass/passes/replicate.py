@@ -997,6 +997,6 @@ class _Replicator:
         self._merge_outputs()
         self._drop_originals()
         # The copies go in last, in bulk: everything above asks who reads the originals, and the
-        # use maps need no rebuild for that.
+        # use index needs no rebuild for that.
         self._clone_towers()
         placement.settle(self.g, self.rw, self.devices[0], skip=self.cloned)
