@@ -25,22 +25,15 @@ class Nccl(Algorithm):
             raise ConfigError("nccl all-reduce spans the GPUs of one machine; the towers are on several")
 
     def build(self, b: Builder) -> list[str]:
-        shared = b.scope(None)
+        attrs = {  # the same in every tower
+            "reduction": str_attr("sum"),
+            "T": type_attr(b.red.dtype),
+            "num_devices": int_attr(b.k),
+            "shared_name": str_attr(b.scope(None)),
+        }
         out = []
         for i, tensor in enumerate(b.red.inputs):
             dev = b.device(i)
-            summed = b.add(
-                i,
-                "NcclAllReduce",
-                "NcclAllReduce",
-                [tensor],
-                {
-                    "reduction": str_attr("sum"),
-                    "T": type_attr(b.red.dtype),
-                    "num_devices": int_attr(b.k),
-                    "shared_name": str_attr(shared),
-                },
-                dev,
-            )
+            summed = b.add(i, "NcclAllReduce", "NcclAllReduce", [tensor], attrs, dev)
             out.append(b.scaled(i, summed, dev))
         return out

@@ -71,7 +71,6 @@ class Graph:
         # control inputs are 464 distinct tuples), and walks expand each one once.
         self._control_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._ref_node = names.Memo(names.node_of)  # input string -> the node it reads
-        self._ref_output = names.Memo(_output_read)  # data input string -> (node, index > 0) or None
         self._reads: dict[str, tuple[tuple[str, int], ...]] = {}  # per node, as _output_reads says
         self._uses: _Uses | None = None  # built when first asked, then kept exact or dropped
         self._blocks: dict[str, Block] = {}  # by prefix
@@ -146,7 +145,8 @@ class Graph:
         if ctrl is None:
             ctrl = self.control_producers(refs[k:]) if k < len(refs) else ()
         cached = self._parsed[name] = (tuple(map(memo, data_refs)), ctrl)
-        self._reads[name] = tuple(filter(None, map(self._ref_output.__getitem__, data_refs))) if k else ()
+        indexed = [r for r in data_refs if ":" in r] if k else ()
+        self._reads[name] = tuple(filter(None, map(_output_read, indexed))) if indexed else ()
         return cached
 
     def _output_reads(self, name: str) -> tuple[tuple[str, int], ...]:
@@ -244,12 +244,14 @@ class Graph:
         self, node: NodeDef, refs: Sequence[str] | None = None, data: int = 0, colocation: tuple | None = None
     ) -> None:
         """Add `node`; `refs`, `data`, `colocation`: as written (see _inputs_written)."""
-        if node.name in self:
-            raise InternalError(f"a node named '{node.name}' already exists")
-        self._nodes[node.name] = node
+        name = node.name
+        if name in self:
+            raise InternalError(f"a node named '{name}' already exists")
+        self._nodes[name] = node
         if refs is not None:
-            self._inputs_written(node.name, refs, data, colocation)
-        self._link(node)
+            self._inputs_written(name, refs, data, colocation)
+        if self._uses is not None:
+            self._uses.link(name, *self._producers(name), self.colocation(name))
 
     def _insert_many(
         self, nodes: Iterable[NodeDef], link: bool = True, inputs: Iterable | None = None

@@ -42,6 +42,8 @@ def type_list_attr(dtypes: Iterable[int]) -> AttrValue:
 def _ordered(inputs: list[str]) -> tuple[list[str], int]:
     """Data inputs first, control inputs last (TensorFlow requires it), each control input
     once; and how many data inputs there are."""
+    if not any(r[:1] == "^" for r in inputs):
+        return inputs, len(inputs)
     data = [r for r in inputs if not r.startswith("^")]
     seen: set[str] = set()
     ctrl = []
