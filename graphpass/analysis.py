@@ -114,7 +114,7 @@ def analyze(graph: Graph, describe: bool = True) -> TrainingGraph:
     variables: dict[str, Variable] = {}
     for node in graph.nodes():
         if opdefs.is_variable_op(node.op):
-            dtype = opdefs.attr(node, "dtype").type
+            dtype = opdefs.dtype_attr(node, "dtype")
             variables[node.name] = Variable(
                 node.name, node.op, dtype, _shape_of(node), opdefs.is_resource_variable_op(node.op)
             )
@@ -140,7 +140,7 @@ def analyze(graph: Graph, describe: bool = True) -> TrainingGraph:
     raw_nodes = {names.node_of(g.tensor) for g in grads}
     tower_side = graph.ancestors(raw_nodes, stop=lambda n: n in variables)
     inputs = [
-        Input(n, graph.node(n).op, graph.node(n).attr["dtype"].type, _shape_of(graph.node(n)))
+        Input(n, graph.node(n).op, opdefs.dtype_attr(graph.node(n), "dtype"), _shape_of(graph.node(n)))
         for n in graph.names()
         if n in tower_side and graph.node(n).op in INPUT_OPS
     ]

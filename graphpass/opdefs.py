@@ -136,6 +136,17 @@ def attr(node, name: str):
     raise InvalidGraphError(f"node '{node.name}' ({node.op}) lacks attr '{name}', which has no default")
 
 
+def dtype_attr(node, name: str) -> int:
+    """`node`'s type attr `name` (see attr), refused unless it holds a valid DataType."""
+    value = attr(node, name)
+    if value.WhichOneof("value") != "type" or value.type not in _DATA_TYPES:
+        raise InvalidGraphError(f"node '{node.name}' ({node.op}) has attr '{name}' that is not a data type")
+    return value.type
+
+
+_DATA_TYPES = frozenset(v for v in types_pb2.DataType.values() if v != types_pb2.DT_INVALID)
+
+
 def _arg_count(arg, node) -> int:
     if arg.number_attr:
         return attr(node, arg.number_attr).i

@@ -1744,6 +1744,12 @@ def _edit_strip_defaults(gd):
     m_strip_default_attrs(gd, 0, 0, 1)
 
 
+def _edit_variable_dtype_tensor(gd):
+    slot = _node(gd, "layer1/bias/Adam_1")
+    slot.attr["dtype"].Clear()
+    slot.attr["dtype"].tensor.dtype = 1  # a tensor where a type belongs
+
+
 # id -> (fixture name or GraphDef builder, edit of the GraphDef, devices, rules, device_type)
 REPROS = {
     "dangling-input": ("mlp_sgd", _edit_delete, 2, "replicated-collective", "CPU"),
@@ -1762,6 +1768,7 @@ REPROS = {
         "CPU",
     ),
     "nccl-shared-name": (_two_losses_one_variable, None, 2, "replicated-nccl", "GPU"),
+    "variable-dtype-not-a-type": ("mlp_adam", _edit_variable_dtype_tensor, 2, "ps-balanced", "GPU"),
 }
 
 
@@ -1833,6 +1840,10 @@ def test_regression_nccl_shared_name():
 
 def test_regression_one_tower_concat():
     _regression("one-tower-concat")
+
+
+def test_regression_variable_dtype_not_a_type():
+    _regression("variable-dtype-not-a-type")
 
 
 @pytest.mark.parametrize("spec", ["²", "①"])
