@@ -1769,6 +1769,21 @@ REPROS = {
     ),
     "nccl-shared-name": (_two_losses_one_variable, None, 2, "replicated-nccl", "GPU"),
     "variable-dtype-not-a-type": ("mlp_adam", _edit_variable_dtype_tensor, 2, "ps-balanced", "GPU"),
+    # user scopes renamed gradient_tape/: a scalar constant was gathered as sparse indices
+    "scalar-taken-for-sparse-indices": (
+        lambda: mutate(
+            "two_optimizers",
+            [
+                ("rename_scope", 2128, 217, 353),
+                ("rename_scope", 81, 277, 835),
+                ("rename_scope", 2128, 217, 353),
+            ],
+        )[0],
+        None,
+        2,
+        "replicated-naive",
+        "CPU",
+    ),
 }
 
 
@@ -1844,6 +1859,10 @@ def test_regression_one_tower_concat():
 
 def test_regression_variable_dtype_not_a_type():
     _regression("variable-dtype-not-a-type")
+
+
+def test_regression_scalar_taken_for_sparse_indices():
+    _regression("scalar-taken-for-sparse-indices")
 
 
 @pytest.mark.parametrize("spec", ["²", "①"])

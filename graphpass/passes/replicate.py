@@ -780,6 +780,8 @@ class _Replicator:
             shape = var.shape if grad.kind == "dense" and var.num_elements is not None else None
             if shape is not None and self._scope_is_guess(t):
                 self._check_gradient_shape(t, grad.variable, shape)
+            elif grad.kind != "dense" and self._scope_is_guess(t):
+                self._check_sparse_part(t, grad.variable)
             key = base = self._sink_key(grad)
             n = 0
             while key in keys:  # one variable, several gradients (two losses, two optimizers)
@@ -811,6 +813,16 @@ class _Replicator:
             raise InvalidGraphError(
                 f"tensor '{t}', taken for the gradient of '{var}', has shape {static} but the "
                 f"variable has {shape}: graphpass cannot tell this graph's gradients apart"
+            )
+
+    def _check_sparse_part(self, t: str, var: str) -> None:
+        """The indices and values of a sparse gradient have a first axis to gather along; a scalar
+        taken for one means the gradient was misread."""
+        static = self.ctx.shapes.shape(t)
+        if static is not None and len(static) == 0:
+            raise InvalidGraphError(
+                f"tensor '{t}', taken for part of a sparse gradient of '{var}', is a scalar: "
+                "graphpass cannot tell this graph's gradients apart"
             )
 
     # -- the global side -------------------------------------------------------------------
