@@ -1769,6 +1769,14 @@ REPROS = {
     ),
     "nccl-shared-name": (_two_losses_one_variable, None, 2, "replicated-nccl", "GPU"),
     "variable-dtype-not-a-type": ("mlp_adam", _edit_variable_dtype_tensor, 2, "ps-balanced", "GPU"),
+    # a tower node colocated with a tower-0-only one (a BatchNorm statistics update)
+    "colocated-with-tower0-only": (
+        lambda: mutate("batchnorm", [("bogus_colocation", 219, 36, 2090)])[0],
+        None,
+        2,
+        "replicated-nccl",
+        "GPU",
+    ),
     # user scopes renamed gradient_tape/: a scalar constant was gathered as sparse indices
     "scalar-taken-for-sparse-indices": (
         lambda: mutate(
@@ -1863,6 +1871,10 @@ def test_regression_variable_dtype_not_a_type():
 
 def test_regression_scalar_taken_for_sparse_indices():
     _regression("scalar-taken-for-sparse-indices")
+
+
+def test_regression_colocated_with_tower0_only():
+    _regression("colocated-with-tower0-only")
 
 
 @pytest.mark.parametrize("spec", ["²", "①"])

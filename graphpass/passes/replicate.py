@@ -476,8 +476,9 @@ class _Replicator:
 
     def _regular_in_tower0(self, members: list[str]) -> set[str]:
         """Members whose tower-0 copy is the template's renamed: every input a copy, a constant
-        name or a sink; not colocated with a replicated variable (tower 0 has the canonical one);
-        not the colocation target of a node that stays parsed (placement reads its device)."""
+        name or a sink; not colocated with a replicated variable (tower 0 has the canonical one)
+        or a tower-0-only node (only tower 0's copy keeps that colocation); not the colocation
+        target of a node that stays parsed (placement reads its device)."""
         sinks_ok = {
             t
             for t, outs in self.sinks.items()
@@ -501,7 +502,7 @@ class _Replicator:
                 if not ok:
                     continue
             if names.COLOCATION_ATTR in src.attr and any(
-                t in self.state for t in names.colocation_targets(src)
+                t in self.state or t in self.tower0_only for t in names.colocation_targets(src)
             ):
                 continue
             regular.add(n)
@@ -653,9 +654,12 @@ class _Replicator:
                     attrs[key].s = prefix.encode() + attrs[key].s
             targets = []
             if names.COLOCATION_ATTR in attrs:
+                # A tower-0-only target has no copy in the other towers: only tower 0 keeps it.
+                only0 = self.tower0_only
                 targets = [
                     prefix + t if t in region else self.ctx.replicas[t][i] if t in self.state else t
                     for t in names.colocation_targets(node)
+                    if i == 0 or t not in only0
                 ]
                 names.set_colocation(node, targets)
             written.append((refs, data, tuple(targets), ctrl))
