@@ -1777,6 +1777,22 @@ REPROS = {
         "replicated-nccl",
         "GPU",
     ),
+    # an Adam update with its variable and first slot swapped: variables each other's slots
+    "slots-in-a-circle": (
+        lambda: mutate("mlp_clip", [("swap_inputs", 349, 361, 168)])[0],
+        None,
+        8,
+        "ps-balanced",
+        "CPU",
+    ),
+    # the input's own NcclAllReduce (a mutated op) without its attributes
+    "input-collective-inconsistent": (
+        lambda: mutate("two_optimizers", [("change_op", 132, 589, 177)])[0],
+        None,
+        2,
+        "ps-balanced",
+        "CPU",
+    ),
     # user scopes renamed gradient_tape/: a scalar constant was gathered as sparse indices
     "scalar-taken-for-sparse-indices": (
         lambda: mutate(
@@ -1875,6 +1891,14 @@ def test_regression_scalar_taken_for_sparse_indices():
 
 def test_regression_colocated_with_tower0_only():
     _regression("colocated-with-tower0-only")
+
+
+def test_regression_slots_in_a_circle(worker):
+    _regression("slots-in-a-circle", worker)  # hung in placement
+
+
+def test_regression_input_collective_inconsistent():
+    _regression("input-collective-inconsistent")
 
 
 @pytest.mark.parametrize("spec", ["²", "①"])

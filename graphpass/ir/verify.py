@@ -32,6 +32,7 @@ def validate_input(graph: Graph) -> None:
     known_ops: set[str] = set()
     control, producer = names.Memo(names.is_control), graph._ref_node
     checked: dict[tuple[str, ...], tuple[str, ...]] = {}  # control inputs as written -> producers
+    collectives: dict[str, list] = defaultdict(list)
     for name, node in nodes.items():
         if not NODE_NAME.match(name):
             raise InvalidGraphError(f"node name {name!r} is not a valid TensorFlow op name")
@@ -39,6 +40,8 @@ def validate_input(graph: Graph) -> None:
         if op not in known_ops:
             opdefs.op_def(op, name)
             known_ops.add(op)
+        if op in COLLECTIVE_OPS:
+            collectives[op].append(node)
         refs = list(node.input)
         data: list[str] = []
         reads: list[tuple[str, int]] = []
@@ -102,6 +105,14 @@ def validate_input(graph: Graph) -> None:
                     f"node '{name}' has device {device!r}, which is not a device name"
                 ) from None
             devices.add(device)
+    if collectives:  # the input's own: graphpass's are checked at the end, as its own errors
+        try:
+            check_collectives(graph, collectives)
+        except InternalError as e:
+            raise InvalidGraphError(f"the input graph's own collective ops do not agree: {e}") from None
+
+
+COLLECTIVE_OPS = frozenset({"CollectiveReduceV2", "NcclAllReduce"})
 
 
 def check(graph: Graph, devices: bool = True) -> None:

@@ -80,15 +80,24 @@ def _groups(ctx: RewriteContext) -> list[tuple[list[str], int]]:
             owner[v.name] = target
     members: dict[str, list[str]] = {}
     for v in variables:
-        root = v
-        while root in owner and owner[root] != root:
-            root = owner[root]
-        members.setdefault(root, []).append(v)
+        members.setdefault(_root(v, owner), []).append(v)
     out = []
     for root, group in members.items():
         owners = [root] + [v for v in group if v != root]
         out.append((owners, sum(variables[o].nbytes for o in owners)))
     return out
+
+
+def _root(v: str, owner: dict[str, str]) -> str:
+    """The variable `v`'s owner chain ends at; for a chain that runs in a circle (a malformed
+    graph whose variables are each other's slots), the circle's first name in sorted order."""
+    on_path: dict[str, int] = {}
+    path: list[str] = []
+    while v in owner and v not in on_path:
+        on_path[v] = len(path)
+        path.append(v)
+        v = owner[v]
+    return min(path[on_path[v] :]) if v in on_path else v
 
 
 def _size(n: int) -> str:
