@@ -165,9 +165,7 @@ def _classify(graph: Graph, variables: dict[str, Variable], updates) -> None:
         v = variables[u.var]
         if v.slot_of:
             continue
-        owner = next(
-            (t for t in names.colocation_targets(graph.node(v.name)) if t in variables and t != v.name), None
-        )
+        owner = next((t for t in graph.colocation(v.name) if t in variables and t != v.name), None)
         if owner is not None:
             v.slot_of = owner
         else:

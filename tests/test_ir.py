@@ -60,7 +60,7 @@ def test_shared_control_tuples_in_use_index_walks_and_cycles():
         ("y", "NoOp", ["^p", "^q"]),
         ("z", "Identity", ["p", "^p"]),
     )
-    assert g._producers("x")[1] is g._producers("y")[1]
+    assert g.producers("x")[1] is g.producers("y")[1]
     rw = Rewriter(g)
     assert g.users("p") == ["x", "y", "z"] and g.users("q") == ["x", "y"]
     assert g.descendants(["q"]) == {"q", "x", "y"}
@@ -209,7 +209,7 @@ def test_graph_caches_agree_with_the_nodes_after_a_rewrite(load_fixture, monkeyp
         for name, node in graph._nodes.items():
             refs = list(node.input)
             k = next((j for j, r in enumerate(refs) if r.startswith("^")), len(refs))
-            assert graph._producers(name) == (
+            assert graph.producers(name) == (
                 tuple(names.node_of(r) for r in refs[:k]),
                 tuple(names.node_of(r) for r in refs[k:]),
             ), name

@@ -15,7 +15,6 @@ NodeDef = node_def_pb2.NodeDef
 GraphDef = graph_pb2.GraphDef
 
 BACK_EDGE_OPS = frozenset({"NextIteration", "RefNextIteration"})
-_IS_CONTROL = names.Memo(names.is_control)
 NODE_TAG = b"\x0a"  # GraphDef.node: field 1, length-delimited
 
 
@@ -28,7 +27,7 @@ class Block:
     prefix: str
     twin_prefix: str
     bases: frozenset[str]
-    render: Callable[[], bytes]
+    render: Callable[[], bytes | bytearray]
     # After render(): the node entries of parsed nodes it serialized on the way, by name (the
     # output reuses them rather than serializing those nodes again).
     serialized: Callable[[], Mapping[str, bytes | memoryview]] | None = None
@@ -116,8 +115,9 @@ class Graph:
     def names(self) -> list[str]:
         return list(self._nodes)
 
-    def _producers(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(data producers, control producers) of node `name`, parsed once."""
+    def producers(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(data producers, control producers) of node `name`, parsed once; nodes with equal
+        control inputs share one control tuple (the same object)."""
         cached = self._parsed.get(name)
         if cached is None:
             refs = list(self._nodes[name].input)
@@ -126,7 +126,7 @@ class Graph:
                 if ref[:1] == "^":
                     break
                 k += 1
-            if k < len(refs) and not all(map(_IS_CONTROL.__getitem__, refs[k:])):
+            if not names.all_control(refs[k:]):
                 raise InternalError(f"node '{name}' has a data input after a control input")
             cached = self._record(name, refs, k)
         return cached
@@ -140,20 +140,27 @@ class Graph:
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Cache the parse of node `name`'s inputs `refs`, whose first `k` are data inputs
         (`ctrl`: the producers of the others, from control_producers, if known)."""
-        memo = self._ref_node.__getitem__
         data_refs = refs[:k]
         if ctrl is None:
             ctrl = self.control_producers(refs[k:]) if k < len(refs) else ()
-        cached = self._parsed[name] = (tuple(map(memo, data_refs)), ctrl)
         indexed = [r for r in data_refs if ":" in r] if k else ()
-        self._reads[name] = tuple(filter(None, map(_output_read, indexed))) if indexed else ()
-        return cached
+        reads = tuple(filter(None, map(_output_read, indexed))) if indexed else ()
+        return self._store_parse(name, tuple(map(self._ref_node.__getitem__, data_refs)), ctrl, reads)
+
+    def _store_parse(
+        self, name: str, data: tuple[str, ...], ctrl: tuple[str, ...], reads: tuple[tuple[str, int], ...]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Cache node `name`'s parsed inputs: data and (shared) control producers, and the
+        (producer, index) of each data input reading an output other than 0."""
+        parsed = self._parsed[name] = (data, ctrl)
+        self._reads[name] = reads
+        return parsed
 
     def _output_reads(self, name: str) -> tuple[tuple[str, int], ...]:
         """(producer, index) of each data input of `name` that reads an output other than 0."""
         reads = self._reads.get(name)
         if reads is None:
-            self._producers(name)
+            self.producers(name)
             reads = self._reads[name]
         return reads
 
@@ -176,18 +183,13 @@ class Graph:
             cached = self._colocated[name] = tuple(found)
         return cached
 
-    def producers(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(data producers, control producers) of node `name`; nodes with equal control inputs
-        share one control tuple (the same object)."""
-        return self._producers(name)
-
     def input_nodes(self, name: str) -> list[str]:
         """Producers of `name`'s data and control inputs, in input order (with repeats)."""
-        data, ctrl = self._producers(name)
+        data, ctrl = self.producers(name)
         return list(data + ctrl)
 
     def data_inputs(self, name: str) -> tuple[str, ...]:
-        return self._producers(name)[0]
+        return self.producers(name)[0]
 
     def users(self, name: str) -> list[str]:
         """Nodes that read `name` through a data or control input, in graph order (or, for nodes
@@ -209,21 +211,26 @@ class Graph:
         if self._uses is None:
             uses = _Uses()
             for name in self._nodes:
-                uses.link(name, *self._producers(name), self.colocation(name))
+                uses.link(name, *self.producers(name), self.colocation(name))
             self._uses = uses
         return self._uses
 
     # -- index upkeep, called by the Rewriter only -----------------------------------------
-    def _link(self, node: NodeDef) -> None:
+    def _link(self, name: str) -> None:
         if self._uses is not None:
-            self._uses.link(node.name, *self._producers(node.name), self.colocation(node.name))
+            self._uses.link(name, *self.producers(name), self.colocation(name))
 
-    def _unlink(self, node: NodeDef) -> None:
+    def _unlink(self, name: str) -> None:
+        """Take node `name` out of the use index and forget its parse (its inputs or
+        colocation are about to change, or it is going)."""
         if self._uses is not None:
-            self._uses.unlink(node.name, *self._producers(node.name), self.colocation(node.name))
-        self._parsed.pop(node.name, None)
-        self._reads.pop(node.name, None)
-        self._colocated.pop(node.name, None)
+            self._uses.unlink(name, *self.producers(name), self.colocation(name))
+        self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        self._parsed.pop(name, None)
+        self._reads.pop(name, None)
+        self._colocated.pop(name, None)
 
     def _inputs_written(
         self,
@@ -250,8 +257,7 @@ class Graph:
         self._nodes[name] = node
         if refs is not None:
             self._inputs_written(name, refs, data, colocation)
-        if self._uses is not None:
-            self._uses.link(name, *self._producers(name), self.colocation(name))
+        self._link(name)
 
     def _insert_many(
         self, nodes: Iterable[NodeDef], link: bool = True, inputs: Iterable | None = None
@@ -270,7 +276,7 @@ class Graph:
             if written is not None:
                 self._inputs_written(name, *written)
             if link:
-                self._link(node)
+                self._link(name)
         if not link:
             self._uses = None
 
@@ -297,16 +303,14 @@ class Graph:
         self._blocks = {}
 
     def _delete(self, name: str) -> None:
-        node = self._nodes.pop(name)
-        self._unlink(node)
+        self._unlink(name)
+        del self._nodes[name]
 
     def _delete_many(self, names_: Iterable[str]) -> None:
         """Remove many nodes at once; the use index is rebuilt when next needed."""
         for name in names_:
             del self._nodes[name]
-            self._parsed.pop(name, None)
-            self._reads.pop(name, None)
-            self._colocated.pop(name, None)
+            self._forget(name)
         self._uses = None
 
     # -- whole-graph views ----------------------------------------------------------------
@@ -319,7 +323,7 @@ class Graph:
     def _predecessors(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
         """Each node's (data, control) producers, but for loop back-edges."""
         back = {name for name, node in self._nodes.items() if node.op in BACK_EDGE_OPS}
-        return {name: without(self._producers(name), back) for name in self._nodes}
+        return {name: without(self.producers(name), back) for name in self._nodes}
 
     def ancestors(self, roots: Iterable[str], stop=None) -> set[str]:
         """Nodes reachable backwards from `roots` (included) over data and control edges.
@@ -329,7 +333,7 @@ class Graph:
         seen: set[str] = set()
         expanded: set[int] = set()  # control tuples pushed already
         stack = list(roots)
-        producers = self._producers
+        producers = self.producers
         while stack:
             n = stack.pop()
             if n in seen:

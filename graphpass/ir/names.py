@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import repeat
 from typing import NamedTuple
 
 
@@ -54,6 +56,11 @@ class Memo(dict):
 
 def is_control(ref: str) -> bool:
     return ref[:1] == "^"
+
+
+def all_control(refs: Iterable[str]) -> bool:
+    """Whether every one of `refs` is a control input (checked in C)."""
+    return all(map(str.startswith, refs, repeat("^")))
 
 
 def tensor(node: str, index: int = 0) -> str:

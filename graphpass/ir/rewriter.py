@@ -106,12 +106,12 @@ class Rewriter:
     def set_inputs(self, name: str, inputs: Iterable[str]) -> None:
         self.graph._check_changeable([name])
         node = self.graph.node(name)
-        self.graph._unlink(node)
+        self.graph._unlink(name)
         refs, data = _ordered(list(inputs))
         del node.input[:]
         node.input.extend(refs)
         self.graph._inputs_written(name, refs, data)
-        self.graph._link(node)
+        self.graph._link(name)
 
     def add_control_inputs(self, name: str, controls: Iterable[str]) -> None:
         node = self.graph.node(name)
@@ -125,9 +125,9 @@ class Rewriter:
     def set_colocation(self, name: str, targets: Iterable[str]) -> None:
         self.graph._check_changeable([name])
         node = self.graph.node(name)
-        self.graph._unlink(node)
+        self.graph._unlink(name)
         names.set_colocation(node, list(targets))
-        self.graph._link(node)
+        self.graph._link(name)
 
     def take(self, name: str) -> NodeDef:
         """Remove `name` although it is still read: the caller adds a node of the same name

@@ -30,7 +30,7 @@ def validate_input(graph: Graph) -> None:
     outputs: dict[str, int] = {}
     devices: set[str] = set()
     known_ops: set[str] = set()
-    control, producer = names.Memo(names.is_control), graph._ref_node
+    producer = graph._ref_node
     checked: dict[tuple[str, ...], tuple[str, ...]] = {}  # control inputs as written -> producers
     collectives: dict[str, list] = defaultdict(list)
     for name, node in nodes.items():
@@ -76,7 +76,7 @@ def validate_input(graph: Graph) -> None:
             rest = tuple(refs[k:])
             ctrl = checked.get(rest)
             if ctrl is None:
-                if not all(map(control.__getitem__, rest)):
+                if not names.all_control(rest):
                     raise InvalidGraphError(f"node '{name}' has a data input after a control input")
                 ctrl = graph._shared(tuple(map(producer.__getitem__, rest)))
                 if not all(map(nodes.__contains__, ctrl)):
@@ -86,8 +86,7 @@ def validate_input(graph: Graph) -> None:
         expected = opdefs.num_inputs(node)
         if k != expected:
             raise InvalidGraphError(f"node '{name}' ({op}) has {k} data inputs, but the op takes {expected}")
-        graph._parsed[name] = (tuple(data), ctrl)
-        graph._reads[name] = tuple(reads)
+        graph._store_parse(name, tuple(data), ctrl, tuple(reads))
         if names.COLOCATION_ATTR not in node.attr:
             graph._colocated[name] = ()
         else:
@@ -151,12 +150,11 @@ def check_edges(graph: Graph, by_op: dict[str, list]) -> None:
     outputs: dict[str, int] = {}
     preds: dict[str, tuple] = {}
     for name in nodes:
-        parsed = graph._producers(name)
+        parsed = graph.producers(name)
         for producer, index in graph._output_reads(name):
             have = outputs.get(producer)
             if have is None:
-                twin = nodes.get(producer)
-                twin = graph.twin(producer) if twin is None else twin
+                twin = graph.twin(producer)
                 have = outputs[producer] = _num_outputs(twin) if twin is not None else 1 << 30
             if index >= have:
                 raise InternalError(f"node '{name}' reads output {index} of '{producer}' (it has {have})")

@@ -10,7 +10,6 @@ from .. import devices as devmod
 from .. import placement
 from ..context import RewriteContext
 from ..errors import ConfigError
-from ..ir import names
 from .base import Pass, PassResult, option
 
 
@@ -73,7 +72,7 @@ def _groups(ctx: RewriteContext) -> list[tuple[list[str], int]]:
             owner[v.name] = v.slot_of
             continue
         target = next(
-            (t for t in names.colocation_targets(ctx.graph.node(v.name)) if t in variables and t != v.name),
+            (t for t in ctx.graph.colocation(v.name) if t in variables and t != v.name),
             None,
         )
         if target is not None:

@@ -527,7 +527,7 @@ class _Replicator:
         control inputs, and where it is placed. `memo`: entries by data input string, for the
         readers whose entries depend on nothing else, and control entries by control tuple
         (they depend on nothing else; nodes that share a tuple share its entries)."""
-        data, ctrl = self.g._producers(n)
+        data, ctrl = self.g.producers(n)
         refs = self.g.node(n).input[: len(data)] if data else []
         if n in self.update or n in self.tower0_only:
             entries = [self._input_entry(ref, n, region) for ref in refs]
@@ -633,14 +633,7 @@ class _Replicator:
             if controls:
                 done = rendered.get(id(controls))
                 if done is None:
-                    ctrl_refs = [
-                        e
-                        if type(e) is str
-                        else e[1] + prefix + e[2]
-                        if e[0] == copy_kind
-                        else self._render(e, i)
-                        for e in controls
-                    ]
+                    ctrl_refs = [self._render(e, i) for e in controls]
                     done = rendered[id(controls)] = (ctrl_refs, self.g.control_producers(ctrl_refs))
                 refs += done[0]
                 ctrl = done[1]
