@@ -121,11 +121,21 @@ def rewrite_to_bytes(
 ) -> tuple[bytes, Report]:
     """Like rewrite_with_report(), with the GraphDef serialized (deterministically, as the CLI
     writes it): cheaper for big graphs, whose towers are copied as bytes and never parsed."""
+    data, report = _rewrite_to_buffer(
+        graph, devices, rules, device_type, verify_each, progress, workers, ps_devices
+    )
+    return bytes(data), report  # the rewrite's state is freed by now: this copy adds little to the peak
+
+
+def _rewrite_to_buffer(*args, **kwargs) -> tuple[bytearray, Report]:
+    """rewrite_to_bytes(), the output in the bytearray it was written into (no final copy:
+    what the CLI saves)."""
     with _collector_paused():
-        return _rewrite(graph, devices, rules, device_type, verify_each, progress, workers, ps_devices)
+        return _rewrite(*args, **kwargs)
 
 
 def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers, ps_devices):
+    """The rewrite, its output in a bytearray (see Graph.to_bytes), and its Report."""
     start = time.perf_counter()
     pipeline = rules if isinstance(rules, Pipeline) else Pipeline.load(rules)
     towers = devmod.parse_devices(devices, device_type, workers)

@@ -114,7 +114,7 @@ def serialize(graph_def: GraphDef, text: bool = False) -> bytes:
         raise InvalidGraphError(f"cannot serialize the graph ({graph_def.ByteSize()} bytes): {e}") from None
 
 
-def save_graph(graph_def: GraphDef | bytes, path: str | os.PathLike) -> None:
+def save_graph(graph_def: GraphDef | bytes | bytearray, path: str | os.PathLike) -> None:
     """Write `graph_def` (or its binary serialization) to `path` atomically (temp file, then
     rename); text if .pbtxt.
 
@@ -125,7 +125,7 @@ def save_graph(graph_def: GraphDef | bytes, path: str | os.PathLike) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise ConfigError(f"output directory {directory} does not exist")
-    if isinstance(graph_def, bytes):
+    if isinstance(graph_def, (bytes, bytearray)):
         data = serialize(GraphDef.FromString(graph_def), text=True) if _is_text(path) else graph_def
     else:
         data = serialize(graph_def, text=_is_text(path))

@@ -117,7 +117,9 @@ def test_templates_rename_bytes_move_devices_and_refuse_length_changes():
     assert nodes[0].device == "/device:GPU:1", "the template leaves its nodes as they were"
 
     def copied(devices):
-        return graph_pb2.GraphDef.FromString(templates.copy(t, [(b"tower1/", b"tower7/")], devices)).node
+        return graph_pb2.GraphDef.FromString(
+            templates.copy_plan(t, [(b"tower1/", b"tower7/")], devices).materialize()
+        ).node
 
     # one device to one device: renamed as whole fields
     a, b, c = copied(["/device:GPU:7", "", "/device:GPU:7"])
@@ -135,20 +137,22 @@ def test_templates_rename_bytes_move_devices_and_refuse_length_changes():
     assert list(b.input) == ["tower7/a", "tower7/" + "y" * 200 + ":1"] and a.attr["T"].type == 1
     # a subset keeps its nodes' bytes
     (only,) = graph_pb2.GraphDef.FromString(
-        templates.copy(templates.subset(t, [2]), [], ["/device:GPU:1"])
+        templates.copy_plan(templates.subset(t, [2]), [], ["/device:GPU:1"]).materialize()
     ).node
     assert only == nodes[2]
     with pytest.raises(InternalError, match="changes the length"):
-        templates.copy(t, [(b"tower1/", b"tower10/")], ["", "", ""])
+        templates.copy_plan(t, [(b"tower1/", b"tower10/")], ["", "", ""])
     # renames apply at once, not in turn: two devices trade places exactly
     swap = templates.template([nodes[0], node_def_pb2.NodeDef(name="d", op="NoOp", device="/device:GPU:7")])
-    a, d = graph_pb2.GraphDef.FromString(templates.copy(swap, [], ["/device:GPU:7", "/device:GPU:1"])).node
+    a, d = graph_pb2.GraphDef.FromString(
+        templates.copy_plan(swap, [], ["/device:GPU:7", "/device:GPU:1"]).materialize()
+    ).node
     assert (a.device, d.device) == ("/device:GPU:7", "/device:GPU:1")
     assert templates.find_all(b"aaaaa", b"aa").tolist() == [0, 2]  # left to right, no overlaps
     assert templates.find_all(b"xtower1/tower1/", b"tower1/").tolist() == [1, 8]
     assert templates.find_all(b"ab", b"abc").tolist() == []
     with pytest.raises(InternalError, match="1 devices for a template of 3 nodes"):
-        templates.copy(t, [], [""])
+        templates.copy_plan(t, [], [""])
 
 
 def test_blocks_count_as_nodes_have_twins_and_freeze_their_template():
@@ -163,7 +167,7 @@ def test_blocks_count_as_nodes_have_twins_and_freeze_their_template():
     g = Graph(gd)
     rw = Rewriter(g)
     t = templates.template([g.node("tower1/a")])
-    render = lambda: templates.copy(t, [(b"tower1/", b"tower2/")], ["/device:CPU:2"])  # noqa: E731
+    render = lambda: templates.copy_plan(t, [(b"tower1/", b"tower2/")], ["/device:CPU:2"])  # noqa: E731
     g._add_block(Block("tower2/", "tower1/", frozenset({"a"}), render))
     assert "tower2/a" in g and "tower2/b" not in g and "tower3/a" not in g and len(g) == 3
     assert g.twin("tower2/a") is g.node("tower1/a") and g.get("tower2/a") is None

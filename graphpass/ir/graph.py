@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import TYPE_CHECKING
 
+import numpy as np
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
 from ..errors import InternalError, InvalidGraphError
 from . import names
+
+if TYPE_CHECKING:
+    from .templates import Copy
 
 NodeDef = node_def_pb2.NodeDef
 GraphDef = graph_pb2.GraphDef
@@ -22,12 +27,13 @@ NODE_TAG = b"\x0a"  # GraphDef.node: field 1, length-delimited
 class Block:
     """Nodes that exist only as bytes written at output time: copies of the nodes named
     `twin_prefix + base`, named `prefix + base` for each base in `bases`. `render()` gives them
-    as GraphDef node entries (field 1), deterministic, from the twins as they are then."""
+    as GraphDef node entries (field 1), deterministic, from the twins as they are then: a copy
+    of template bytes with the bytes in which it differs (see templates.Copy)."""
 
     prefix: str
     twin_prefix: str
     bases: frozenset[str]
-    render: Callable[[], bytes | bytearray]
+    render: Callable[[], Copy]
     # After render(): the node entries of parsed nodes it serialized on the way, by name (the
     # output reuses them rather than serializing those nodes again).
     serialized: Callable[[], Mapping[str, bytes | memoryview]] | None = None
@@ -373,22 +379,33 @@ class Graph:
                             stack.extend(readers[key])
         return seen
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self) -> bytearray:
         """The graph as a serialized GraphDef, deterministic: parsed nodes in order, then the
-        blocks, then library and versions (the field order protobuf itself writes)."""
-        blocks = [b.render() for b in self._blocks.values()]
+        blocks, then library and versions (the field order protobuf itself writes). Blocks are
+        written in place: their template bytes are joined with the rest, then the bytes in which
+        each copy differs are overwritten (the only copy of the output the blocks make)."""
+        copies = [b.render() for b in self._blocks.values()]
         known: dict[str, bytes | memoryview] = {}
         for entries in {
             id(m): m for b in self._blocks.values() if b.serialized for m in [b.serialized()]
         }.values():
             known.update(entries)
-        parts = node_entries_of(self._nodes.values(), known) + blocks
         tail = GraphDef()
         tail.versions.CopyFrom(self.versions)
         if self.library.ByteSize():
             tail.library.CopyFrom(self.library)
-        parts.append(tail.SerializeToString(deterministic=True))
-        return b"".join(parts)
+        end = tail.SerializeToString(deterministic=True)
+        out = bytearray().join(
+            node_entries_of(self._nodes.values(), known) + [c.source for c in copies] + [end]
+        )
+        if any(c.writes for c in copies):
+            view = np.frombuffer(out, np.uint8)  # writes go to `out`
+            start = len(out) - len(end) - sum(len(c.source) for c in copies)
+            for c in copies:
+                c.write(view[start : start + len(c.source)])
+                start += len(c.source)
+            del view  # a bytearray with views on it cannot be resized
+        return out
 
 
 class _Uses:

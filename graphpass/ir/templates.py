@@ -92,7 +92,26 @@ def subset(t: Template, keep: Sequence[int]) -> Template:
     return Template(b"".join(parts), spans, devices, Counter(devices))
 
 
-def copy(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]) -> bytes | bytearray:
+@dataclass(frozen=True)
+class Copy:
+    """A copy of template bytes not written yet: `source`, and the bytes in which the copy differs
+    (for each pair, the offsets and the byte written there). The output writes it in place."""
+
+    source: bytes | bytearray | memoryview
+    writes: list[tuple[np.ndarray, int]]
+
+    def write(self, view: np.ndarray) -> None:
+        """Make `view` (a writable uint8 array holding a copy of `source`) this copy."""
+        for at, value in self.writes:
+            view[at] = value
+
+    def materialize(self) -> bytearray:
+        data = bytearray(self.source)
+        self.write(np.frombuffer(data, np.uint8))  # writes go to `data`
+        return data
+
+
+def copy_plan(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]) -> Copy:
     """The template's nodes with each occurrence of each old byte string of `renames` replaced by
     its new one, and node j on `devices[j]`.
 
@@ -100,8 +119,8 @@ def copy(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]
     one new one of the same length, found exactly where expected); else each node's device is
     spliced into its bytes. The caller guarantees that the old strings of `renames` occur only
     where meant (graphpass renames only strings of its own making, in graphs with none like them).
-    Where the old strings lie is found once per template; each copy then only writes the bytes
-    that differ there.
+    Where the old strings lie is found once per template; a copy then lists only the bytes that
+    differ there.
 
     Raises:
         InternalError: a rename changes a length, or `devices` does not fit the template.
@@ -116,14 +135,15 @@ def copy(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence[str]
     places = [_occurrences(t, old) for old, _ in edits]
     if len(edits) > 1 and _overlap(places, [len(old) for old, _ in edits]):
         raise InternalError("template renames overlap")
-    data = bytearray(t.data)
-    buffer = np.frombuffer(data, np.uint8)  # writes go to `data`
-    for (old, new), at in zip(edits, places, strict=True):
-        for j, (a, b) in enumerate(zip(old, new, strict=True)):
-            if a != b:
-                buffer[at + j] = b
-    del buffer
-    return data if moves is not None else _splice(t, data, devices)
+    writes = [
+        (at + j, b)
+        for (old, new), at in zip(edits, places, strict=True)
+        for j, (a, b) in enumerate(zip(old, new, strict=True))
+        if a != b
+    ]
+    if moves is not None:
+        return Copy(t.data, writes)
+    return Copy(_splice(t, Copy(t.data, writes).materialize(), devices), [])
 
 
 def _occurrences(t: Template, pattern: bytes) -> np.ndarray:

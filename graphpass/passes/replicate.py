@@ -35,7 +35,7 @@ from ..io import MAX_GRAPH_BYTES
 from ..ir import names
 from ..ir.graph import Block
 from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
-from ..ir.templates import Template, copy, entries, subset, template
+from ..ir.templates import Copy, Template, copy_plan, entries, subset, template
 from .base import Pass, PassResult, option
 
 FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
@@ -672,11 +672,11 @@ class _Replicator:
         else:
             chosen = [t.extras + j for j, k in enumerate(keep) if k]
 
-        def render() -> bytes:
+        def render() -> Copy:
             if t.serialized is None:
                 t.serialized = template([self.g.node(n) for n in t.names])
             source = t.serialized if keep is None else subset(t.serialized, chosen)
-            return copy(source, renames, self._copy_devices(i, t, members, chosen))
+            return copy_plan(source, renames, self._copy_devices(i, t, members, chosen))
 
         def serialized() -> dict:
             if t.entries is None:
