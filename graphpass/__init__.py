@@ -14,6 +14,7 @@ _EXPORTS = {
     "rewrite": "api",
     "rewrite_with_report": "api",
     "rewrite_to_bytes": "api",
+    "rewrite_to_buffer": "api",
     "Report": "api",
     "load_graph": "io",
     "save_graph": "io",

@@ -103,7 +103,7 @@ def rewrite_with_report(
     ps_devices: Sequence[str] = (),
 ) -> tuple[GraphDef, Report]:
     """Like rewrite(), also returning a Report of what was done; `progress` shows it on a terminal."""
-    data, report = rewrite_to_bytes(
+    data, report = rewrite_to_buffer(
         graph, devices, rules, device_type, verify_each, progress, workers, ps_devices
     )
     return GraphDef.FromString(data), report
@@ -119,23 +119,37 @@ def rewrite_to_bytes(
     workers: int | None = None,
     ps_devices: Sequence[str] = (),
 ) -> tuple[bytes, Report]:
-    """Like rewrite_with_report(), with the GraphDef serialized (deterministically, as the CLI
-    writes it): cheaper for big graphs, whose towers are copied as bytes and never parsed."""
-    data, report = _rewrite_to_buffer(
+    """Like rewrite_to_buffer(), the output as immutable bytes (one more copy of it)."""
+    data, report = rewrite_to_buffer(
         graph, devices, rules, device_type, verify_each, progress, workers, ps_devices
     )
-    return bytes(data), report  # the rewrite's state is freed by now: this copy adds little to the peak
+    return bytes(data), report
 
 
-def _rewrite_to_buffer(*args, **kwargs) -> tuple[bytearray, Report]:
-    """rewrite_to_bytes(), the output in the bytearray it was written into (no final copy:
-    what the CLI saves)."""
+def rewrite_to_buffer(
+    graph: GraphDef | str | os.PathLike,
+    devices: int | str | Sequence[str] = 8,
+    rules: str | os.PathLike | Pipeline = DEFAULT_RULES,
+    device_type: str = "GPU",
+    verify_each: bool = False,
+    progress: Progress = SILENT,
+    workers: int | None = None,
+    ps_devices: Sequence[str] = (),
+) -> tuple[bytearray, Report]:
+    """Like rewrite_with_report(), with the GraphDef serialized (deterministically) into a
+    bytearray: what the CLI writes. The cheapest call for big graphs: the towers are copied as
+    bytes, never parsed, straight into the output, and no further copy of it is made."""
     with _collector_paused():
-        return _rewrite(*args, **kwargs)
+        return _rewrite(graph, devices, rules, device_type, verify_each, progress, workers, ps_devices)
+
+
+def _read(path) -> tuple[Graph, bytes]:
+    graph_def, data = read_graph(path)
+    return Graph(graph_def, copy=False), data
 
 
 def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers, ps_devices):
-    """The rewrite, its output in a bytearray (see Graph.to_bytes), and its Report."""
+    """The rewrite, its output in a bytearray (see Graph.finish), and its Report."""
     start = time.perf_counter()
     pipeline = rules if isinstance(rules, Pipeline) else Pipeline.load(rules)
     towers = devmod.parse_devices(devices, device_type, workers)
@@ -143,22 +157,21 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
     if isinstance(graph, GraphDef):
         g, data = Graph(graph, copy=True), None
     elif isinstance(graph, (str, os.PathLike)):
-        graph, data = read_graph(graph)
-        g = Graph(graph, copy=False)
+        g, data = _read(graph)
     else:
         raise InvalidGraphError(f"expected a GraphDef or a path, got {type(graph).__name__}")
     nodes_in = len(g)
-    source = g._source
-    shapes = ShapeOracle(
-        data if data is not None else source.SerializeToString(), g.names(), source.versions, source.library
-    )
+    if data is None:
+        data = g._source.SerializeToString()
+    shapes = ShapeOracle(data, g.names(), g.versions, g.library)
+    del data  # from here on, the graph and the oracle hold what the output will not need
     info = analysis.analyze(g, describe=False)
     ctx = RewriteContext(g, Rewriter(g), towers, info, shapes, progress=progress, ps_devices=ps)
     runs = pipeline.run(ctx, verify_each=verify_each)
     verify.check(g)
+    shapes.close()
     nodes_out = len(g)
-    data = g.to_bytes()
-    g.close()
+    data = g.finish()
     if len(data) > MAX_GRAPH_BYTES:
         raise InvalidGraphError(
             f"the rewritten graph has {len(data)} bytes, over protobuf's 2 GiB limit for a GraphDef"

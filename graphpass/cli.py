@@ -140,7 +140,7 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _cmd_rewrite(args) -> int:
-    from .api import _rewrite_to_buffer
+    from .api import rewrite_to_buffer
     from .io import save_graph
 
     inp = Path(args.input)
@@ -155,7 +155,7 @@ def _cmd_rewrite(args) -> int:
         if workers is not None:
             raise ConfigError("give --cluster or --workers, not both")
         devices, ps = cluster_devices(load_cluster(args.cluster), _count(args.devices), args.device_type)
-    data, report = _rewrite_to_buffer(
+    data, report = rewrite_to_buffer(
         inp,
         devices,
         args.rules or "replicated-nccl",

@@ -66,6 +66,14 @@ class ShapeOracle:
         self._c_ops: dict[str, object] = {}
         self._cache: dict[str, list[int | None] | None] = {}
 
+    def close(self) -> None:
+        """Let go of the input's bytes and the imported graph (no shapes are asked after this)."""
+        self._data = b""
+        self._order = ()
+        self._nodes, self._entries, self._graph = {}, {}, None
+        self._versions = self._library = None
+        self._c_ops.clear()
+
     @property
     def source_bytes(self) -> bytes:
         """The serialized input graph (taken before any pass changed it)."""

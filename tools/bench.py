@@ -92,7 +92,7 @@ def _floor_parse(graphpass, path: Path, repeat: int) -> float:
 
 def _rewrite(graphpass, case: Case, path: Path, repeat: int):
     """The last run's output bytes, the fastest run's Report and wall time, and the number of runs.
-    A run is `rewrite_to_bytes`: from the input file to the serialized output, all that
+    A run is `rewrite_to_buffer`: from the input file to the serialized output, all that
     `graphpass rewrite` does but write the file."""
     runs, spent = 0, 0.0
     out = best_report = None
@@ -100,7 +100,7 @@ def _rewrite(graphpass, case: Case, path: Path, repeat: int):
     while runs < repeat and spent < REPEAT_BUDGET_S:
         out = None
         gc.collect()
-        (out, report), seconds = _timed(graphpass.rewrite_to_bytes, path, **_options(case))
+        (out, report), seconds = _timed(graphpass.rewrite_to_buffer, path, **_options(case))
         runs, spent = runs + 1, spent + seconds
         if seconds < best:
             best, best_report = seconds, report
@@ -267,7 +267,7 @@ def cmd_profile(args) -> int:
     import graphpass
 
     case = CASES[args.case]
-    rewrite = graphpass.rewrite_to_bytes  # imports TensorFlow, outside the profile
+    rewrite = graphpass.rewrite_to_buffer  # imports TensorFlow, outside the profile
     profiler = cProfile.Profile()
     profiler.enable()
     rewrite(ROOT / case.graph, **_options(case))

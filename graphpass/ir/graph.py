@@ -59,8 +59,7 @@ class Graph:
             own = GraphDef()
             own.CopyFrom(graph_def)
             graph_def = own
-        self._source = graph_def
-        self._nodes: dict[str, NodeDef] = {}
+        self._hold(graph_def)
         for node in graph_def.node:
             name = node.name
             if not name:
@@ -68,6 +67,11 @@ class Graph:
             if name in self._nodes:
                 raise InvalidGraphError(f"the graph has two nodes named '{name}'")
             self._nodes[name] = node
+
+    def _hold(self, graph_def: GraphDef) -> None:
+        """Start over from `graph_def`'s library and versions, with no nodes and empty caches."""
+        self._source = graph_def
+        self._nodes: dict[str, NodeDef] = {}
         self.library = graph_def.library
         self.versions = graph_def.versions
         self._parsed: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -303,11 +307,6 @@ class Graph:
         self._blocks[block.prefix] = block
         self._templates.update(block.twin_prefix + base for base in block.bases)
 
-    def close(self) -> None:
-        """Drop the blocks: their renderers hold the passes' state, which holds this graph, a
-        cycle only the cycle collector would free (by walking every object the rewrite made)."""
-        self._blocks = {}
-
     def _delete(self, name: str) -> None:
         self._unlink(name)
         del self._nodes[name]
@@ -379,11 +378,16 @@ class Graph:
                             stack.extend(readers[key])
         return seen
 
-    def to_bytes(self) -> bytearray:
+    def finish(self) -> bytearray:
         """The graph as a serialized GraphDef, deterministic: parsed nodes in order, then the
-        blocks, then library and versions (the field order protobuf itself writes). Blocks are
-        written in place: their template bytes are joined with the rest, then the bytes in which
-        each copy differs are overwritten (the only copy of the output the blocks make)."""
+        blocks, then library and versions (the field order protobuf itself writes); the graph is
+        left empty.
+
+        Memory peaks here: what the output needs is taken first, then the graph lets go of the
+        rest (nodes, caches, and blocks, whose renderers hold the passes' state, which holds this
+        graph: a cycle only the cycle collector would free, by walking every object the rewrite
+        made), then one join writes the output, blocks as their template bytes, whose copies'
+        differing bytes are then overwritten in place."""
         copies = [b.render() for b in self._blocks.values()]
         known: dict[str, bytes | memoryview] = {}
         for entries in {
@@ -395,9 +399,11 @@ class Graph:
         if self.library.ByteSize():
             tail.library.CopyFrom(self.library)
         end = tail.SerializeToString(deterministic=True)
-        out = bytearray().join(
-            node_entries_of(self._nodes.values(), known) + [c.source for c in copies] + [end]
-        )
+        parts = node_entries_of(self._nodes.values(), known) + [c.source for c in copies] + [end]
+        del known
+        self._hold(GraphDef())
+        out = bytearray().join(parts)
+        del parts
         if any(c.writes for c in copies):
             view = np.frombuffer(out, np.uint8)  # writes go to `out`
             start = len(out) - len(end) - sum(len(c.source) for c in copies)

@@ -95,15 +95,16 @@ def subset(t: Template, keep: Sequence[int]) -> Template:
 @dataclass(frozen=True)
 class Copy:
     """A copy of template bytes not written yet: `source`, and the bytes in which the copy differs
-    (for each pair, the offsets and the byte written there). The output writes it in place."""
+    (for each triple: where occurrences of a string start, which of its bytes, the byte written
+    there). The output writes it in place."""
 
     source: bytes | bytearray | memoryview
-    writes: list[tuple[np.ndarray, int]]
+    writes: list[tuple[np.ndarray, int, int]]
 
     def write(self, view: np.ndarray) -> None:
         """Make `view` (a writable uint8 array holding a copy of `source`) this copy."""
-        for at, value in self.writes:
-            view[at] = value
+        for at, j, value in self.writes:
+            view[at + j] = value
 
     def materialize(self) -> bytearray:
         data = bytearray(self.source)
@@ -136,7 +137,7 @@ def copy_plan(t: Template, renames: list[tuple[bytes, bytes]], devices: Sequence
     if len(edits) > 1 and _overlap(places, [len(old) for old, _ in edits]):
         raise InternalError("template renames overlap")
     writes = [
-        (at + j, b)
+        (at, j, b)
         for (old, new), at in zip(edits, places, strict=True)
         for j, (a, b) in enumerate(zip(old, new, strict=True))
         if a != b
