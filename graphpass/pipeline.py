@@ -171,6 +171,11 @@ def _value(node, source: str = "<rules>"):
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{_at(source, node)}: {problem}") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as e:
+        # PyYAML's constructors for explicit tags (!!int, !!float, !!timestamp) fail this way
+        # on a value that does not fit the tag
+        why = f" ({str(e).splitlines()[0]})" if isinstance(e, ValueError) and str(e) else ""
+        raise ConfigError(f"{_at(source, node)}: a value does not fit its explicit YAML tag{why}") from None
     finally:
         loader.dispose()
 

@@ -1793,6 +1793,23 @@ REPROS = {
         "ps-balanced",
         "CPU",
     ),
+    # a user's write of an Adam slot outside the training step, from a value the towers compute
+    "mirror-reads-tower-value": (
+        lambda: mutate("embedding_adam", [("duplicate_node", 720, 207, 45)] * 3)[0],
+        None,
+        4,
+        "replicated-hierarchical",
+        "GPU",
+    ),
+    # user scopes renamed x_grad/, like tf.gradients' own: the global step's increment was
+    # gathered as sparse indices (the scalar check ran for guessed scopes only)
+    "scalar-sparse-part-under-grad-scope": (
+        lambda: mutate("conv_momentum", [("rename_scope", 229, 698, 430)] * 3)[0],
+        None,
+        2,
+        "replicated-hierarchical",
+        "CPU",
+    ),
     # user scopes renamed gradient_tape/: a scalar constant was gathered as sparse indices
     "scalar-taken-for-sparse-indices": (
         lambda: mutate(
@@ -1889,6 +1906,10 @@ def test_regression_scalar_taken_for_sparse_indices():
     _regression("scalar-taken-for-sparse-indices")
 
 
+def test_regression_scalar_sparse_part_under_grad_scope():
+    _regression("scalar-sparse-part-under-grad-scope")
+
+
 def test_regression_colocated_with_tower0_only():
     _regression("colocated-with-tower0-only")
 
@@ -1906,6 +1927,19 @@ def test_regression_devices_unicode_digit(spec):
     from graphpass.devices import parse_devices
 
     _call_ends_well(parse_devices, spec)
+
+
+@pytest.mark.parametrize(
+    "value", ["!!timestamp 2001-12-1b", "!!int abc", "[!!float x]", "!!timestamp 2001-13-45"]
+)
+def test_regression_yaml_value_unfit_for_its_tag(value):
+    """Found by exploration: PyYAML's tag constructors raised AttributeError or ValueError."""
+    from graphpass.errors import ConfigError
+    from graphpass.pipeline import Pipeline
+
+    with pytest.raises(ConfigError, match=r"<rules>:3: a value does not fit its explicit YAML tag"):
+        Pipeline.from_yaml(f"passes:\n  - replicate\n  - allreduce: {{average: {value}}}\n")
+    _call_ends_well(Pipeline.from_yaml, f"passes:\n  - replicate\n  - allreduce: {{average: {value}}}\n")
 
 
 def test_regression_yaml_deep_nesting():
@@ -1985,3 +2019,29 @@ def test_regression_kept_node_colocated_with_dropped_one():
         ],
     )
     _call_ends_well(api.rewrite, graph, devices=2, rules="ps-naive", device_type="GPU", verify_each=True)
+
+
+def test_regression_mirror_reads_tower_value():
+    """Found by exploration: a write of a replicated variable outside the training step that reads
+    a value the towers compute (a copy of sparse Adam's slot decay, m = m * beta1) had per-tower
+    mirrors reading the dropped original (InternalError). They read what the original reads, tower
+    0's copy; run after a step, every replica still equals its canonical variable."""
+    import numpy as np
+
+    from graphpass import api
+    from graphpass.execution import Runner
+
+    _regression("mirror-reads-tower-value")
+    graph, _ = mutate("embedding_adam", [("duplicate_node", 720, 207, 45)] * 3)
+    out = api.rewrite(graph, devices=2, rules="replicated-collective", device_type="CPU")
+    rng = np.random.default_rng(0)
+    feeds = {"ids": rng.integers(0, 12, (4, 3)).astype(np.int32), "y": rng.integers(0, 4, 4)}
+    slot = "embedding/Adam"
+    with Runner(out, num_cpus=2, timeout_s=60) as r:
+        r.run("init")
+        r.run("train", feeds)
+        before = r.variables([slot])[slot]
+        r.run("train/update_embedding/Assign_dup")
+        after = r.variables([slot, f"tower1/{slot}"])
+    assert np.any(before != 0) and np.allclose(after[slot], before * 0.9)
+    assert np.array_equal(after[slot], after[f"tower1/{slot}"])

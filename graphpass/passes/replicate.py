@@ -33,7 +33,7 @@ from ..context import Reduction, RewriteContext
 from ..errors import ConfigError, InvalidGraphError
 from ..io import MAX_GRAPH_BYTES
 from ..ir import names
-from ..ir.graph import Block
+from ..ir.graph import Block, NodeDef
 from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
 from ..ir.templates import Copy, Template, copy_plan, entries, subset, template
 from .base import Pass, PassResult, option
@@ -258,9 +258,10 @@ class _Replicator:
     def _plan_mirrors(self) -> None:
         """Writes to a replicated variable outside the training step (initializers, restores, user
         assigns) also write every replica, with the same value, before the original runs. The
-        originals get their control inputs now; the mirror nodes come with their tower."""
+        originals get their control inputs now; the mirror nodes come with their tower, and read
+        what the original reads by then (a value computed in the towers: tower 0's copy)."""
         region = set(self.order)
-        self.mirror_plans: list[tuple] = []
+        self.mirror_plans: list[tuple[NodeDef, str]] = []
         seen: set[str] = set()
         for v in self.replica_order:
             for user in self.g.users(v):
@@ -276,9 +277,8 @@ class _Replicator:
                         "outside an optimizer apply op; graphpass cannot keep replicas in sync"
                     )
                 seen.add(user)
-                data = [r for r in node.input if not r.startswith("^")]
-                self.mirror_plans.append((node, v, data))
-        for node, _, _ in self.mirror_plans:
+                self.mirror_plans.append((node, v))
+        for node, _ in self.mirror_plans:
             self.rw.add_control_inputs(node.name, [names.tower_name(i, node.name) for i in range(1, self.k)])
 
     def _tower_extras(self, i: int) -> list:
@@ -291,17 +291,16 @@ class _Replicator:
                 node.attr["shared_name"].s = f"tower{i}/".encode() + (src.attr["shared_name"].s or v.encode())
             node.device = self.ctx.variable_devices[node.name]
             out.append(node)
-        for src, v, data in self.mirror_plans:
-            mirror = self._copy(
-                src, names.tower_name(i, src.name), [self._replica_ref(r, i) for r in data], i
-            )
+        for src, v in self.mirror_plans:
+            data = [self._replica_ref(r, i) for r in src.input if not r.startswith("^")]
+            mirror = self._copy(src, names.tower_name(i, src.name), data, i)
             mirror.device = self._var_device(v, i)
             out.append(mirror)
         return out
 
     def _extras_devices(self, i: int) -> list[str]:
         return [self.ctx.variable_devices[self.ctx.replicas[v][i]] for v in self.replica_order] + [
-            self._var_device(v, i) for _, v, _ in self.mirror_plans
+            self._var_device(v, i) for _, v in self.mirror_plans
         ]
 
     def _copy(self, src, name: str, inputs: list[str], i: int):
@@ -777,7 +776,7 @@ class _Replicator:
             shape = var.shape if grad.kind == "dense" and var.num_elements is not None else None
             if shape is not None and self._scope_is_guess(t):
                 self._check_gradient_shape(t, grad.variable, shape)
-            elif grad.kind != "dense" and self._scope_is_guess(t):
+            elif grad.kind != "dense":  # its shape is asked for anyway
                 self._check_sparse_part(t, grad.variable)
             key = base = self._sink_key(grad)
             n = 0
