@@ -123,6 +123,13 @@ def analyze(graph: Graph, describe: bool = True) -> TrainingGraph:
 
     scopes = gradients.gradient_scopes(graph)
     backward = gradients.backward_nodes(graph, scopes)
+    stray = next((v for v in variables if v in backward), None)
+    if stray is not None:  # autodiff makes no variables: the scope is a user's, named alike
+        scope = next(s for s in scopes if stray.startswith(s + "/"))
+        raise InvalidGraphError(
+            f"variable '{stray}' lies under '{scope}/', a scope named like TensorFlow's gradient "
+            "scopes: graphpass cannot tell this graph's gradients apart (rename that scope)"
+        )
     updates = gradients.find_updates(graph, variables, backward)
     if not updates:
         raise InvalidGraphError(

@@ -1724,6 +1724,18 @@ def _edit_scope_beta2_power(gd):
     )
 
 
+def _edit_train_under_x_grad(gd):
+    """gradients/ and train/ renamed x_grad/, a name like tf.gradients' scopes (no variable in it)."""
+    _rename_everywhere(
+        gd,
+        {
+            n.name: "x_grad/" + n.name.split("/", 1)[1]
+            for n in gd.node
+            if n.name.startswith(("gradients/", "train/"))
+        },
+    )
+
+
 def _two_losses_one_variable():
     """A TF1 graph training one variable with two optimizers on two losses (alternating training)."""
     import tensorflow as tf
@@ -1804,11 +1816,43 @@ REPROS = {
     # user scopes renamed x_grad/, like tf.gradients' own: the global step's increment was
     # gathered as sparse indices (the scalar check ran for guessed scopes only)
     "scalar-sparse-part-under-grad-scope": (
-        lambda: mutate("conv_momentum", [("rename_scope", 229, 698, 430)] * 3)[0],
-        None,
+        "conv_momentum",
+        _edit_train_under_x_grad,
         2,
         "replicated-hierarchical",
         "CPU",
+    ),
+    # every variable of a layer under a user scope named x_grad/: initializers were taken for
+    # gradient-driven updates, variable reads for gradients
+    "variable-under-grad-named-scope": (
+        lambda: mutate(
+            "lstm_v1",
+            [
+                ("rename_scope", 771, 383, 1814),
+                ("rename_scope", 2675, 58, 864),
+                ("rename_scope", 2675, 58, 864),
+            ],
+        )[0],
+        None,
+        4,
+        "replicated-hierarchical",
+        "CPU",
+    ),
+    # Adam's beta1 power update renamed into the gradient scope: a scalar taken for the gradient
+    # of a [16] bias, packed with the others into pieces that do not add up
+    "assign-update-misread-gradient": (
+        lambda: mutate(
+            "mlp_clip",
+            [
+                ("rename_consistently", 1574, 490, 474),
+                ("rename_consistently", 333, 698, 1574),
+                ("rename_consistently", 1906, 1666, 1666),
+            ],
+        )[0],
+        None,
+        2,
+        "replicated-hierarchical",
+        "GPU",
     ),
     # user scopes renamed gradient_tape/: a scalar constant was gathered as sparse indices
     "scalar-taken-for-sparse-indices": (
@@ -1908,6 +1952,14 @@ def test_regression_scalar_taken_for_sparse_indices():
 
 def test_regression_scalar_sparse_part_under_grad_scope():
     _regression("scalar-sparse-part-under-grad-scope")
+
+
+def test_regression_variable_under_grad_named_scope():
+    _regression("variable-under-grad-named-scope")
+
+
+def test_regression_assign_update_misread_gradient():
+    _regression("assign-update-misread-gradient")
 
 
 def test_regression_colocated_with_tower0_only():

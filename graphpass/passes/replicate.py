@@ -774,7 +774,7 @@ class _Replicator:
             producer, index = names.node_of(t), names.parse(t).index
             var = self.variables[grad.variable]
             shape = var.shape if grad.kind == "dense" and var.num_elements is not None else None
-            if shape is not None and self._scope_is_guess(t):
+            if shape is not None and (self._scope_is_guess(t) or not self._applied(grad)):
                 self._check_gradient_shape(t, grad.variable, shape)
             elif grad.kind != "dense":  # its shape is asked for anyway
                 self._check_sparse_part(t, grad.variable)
@@ -800,6 +800,11 @@ class _Replicator:
         """Whether gradient `t` was told apart by a weak sign: a scope merely named
         `gradient_tape`, or no gradient scope at all (tf.gradients' `<op>_grad` scopes are exact)."""
         return "_grad/" not in names.node_of(t)
+
+    def _applied(self, grad) -> bool:
+        """Whether only optimizer apply ops update with `grad` (plain writes, like assigns, are
+        updates by a weaker sign: their value comes from the backward pass)."""
+        return all(opdefs.apply_signature(self.g.node(u).op) for u in grad.updates)
 
     def _check_gradient_shape(self, t: str, var: str, shape: list[int]) -> None:
         """A dense gradient has its variable's shape; if TensorFlow infers another, the gradient
