@@ -143,7 +143,9 @@ def rewrite_to_buffer(
         return _rewrite(graph, devices, rules, device_type, verify_each, progress, workers, ps_devices)
 
 
-def _read(path) -> tuple[Graph, bytes]:
+def _read(path) -> tuple[Graph, bytes | None]:
+    """The graph at `path` and the file's bytes (see read_graph). No variable of _rewrite's holds
+    the GraphDef, so it is freed when the graph lets go of it (Graph.finish)."""
     graph_def, data = read_graph(path)
     return Graph(graph_def, copy=False), data
 

@@ -127,6 +127,7 @@ class ShapeOracle:
                 else:
                     stack.append(producer)
                 inputs.append(ref)
+            # Control inputs go: their producers are not imported, and shapes do not depend on them.
             entries.append(node if inputs == list(node.input) else _with_inputs(node, inputs))
         if not entries:
             return

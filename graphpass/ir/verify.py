@@ -87,14 +87,11 @@ def validate_input(graph: Graph) -> None:
         if k != expected:
             raise InvalidGraphError(f"node '{name}' ({op}) has {k} data inputs, but the op takes {expected}")
         graph._store_parse(name, tuple(data), ctrl, tuple(reads))
-        if names.COLOCATION_ATTR not in node.attr:
-            graph._colocated[name] = ()
-        else:
-            for target in graph.colocation(name):
-                if target not in nodes:
-                    raise InvalidGraphError(
-                        f"node '{name}' is colocated (_class) with '{target}', which is not in the graph"
-                    )
+        for target in graph.colocation(name):
+            if target not in nodes:
+                raise InvalidGraphError(
+                    f"node '{name}' is colocated (_class) with '{target}', which is not in the graph"
+                )
         device = node.device
         if device and device not in devices:
             try:
