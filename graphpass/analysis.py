@@ -10,6 +10,7 @@ from tensorflow.python.framework import dtypes
 
 from . import gradients, opdefs
 from .errors import InvalidGraphError
+from .functions import Library
 from .ir import names, verify
 from .ir.graph import Graph
 
@@ -29,6 +30,7 @@ class Variable:
     role: str = "other"
     initializer: str | None = None
     reads: list[str] = field(default_factory=list)
+    updated: bool = False  # written by an update (so, in replicated mode, copied per tower)
 
     @property
     def num_elements(self) -> int | None:
@@ -76,6 +78,9 @@ class TrainingGraph:
     train_ops: list[str]
     init_ops: list[str]
     global_step_increment: str | None = None
+    backward: gradients.Backward = field(default_factory=lambda: gradients.Backward([], set()))
+    library: Library | None = field(default=None, repr=False)
+    step: set[str] = field(default_factory=set, repr=False)  # the nodes a train step runs
 
     @property
     def batched_inputs(self) -> list[Input]:
@@ -87,8 +92,9 @@ class TrainingGraph:
 
     @property
     def replicated_state(self) -> list[str]:
-        """Trainable variables and their slots: what replicated mode copies per tower."""
-        return [v.name for v in self.variables.values() if v.trainable or v.slot_of]
+        """Trainable variables, their slots and whatever else updates write (accumulators, and the
+        state a call writes with them): what replicated mode copies per tower."""
+        return [v.name for v in self.variables.values() if v.trainable or v.slot_of or v.updated]
 
     def gradient(self, tensor: str) -> gradients.Gradient | None:
         return next((g for g in self.gradients if g.tensor == tensor), None)
@@ -121,27 +127,21 @@ def analyze(graph: Graph, describe: bool = True) -> TrainingGraph:
     if not variables:
         raise InvalidGraphError("the graph has no variables, so there is nothing to train")
 
-    scopes = gradients.gradient_scopes(graph)
-    backward = gradients.backward_nodes(graph, scopes)
-    stray = next((v for v in variables if v in backward), None)
-    if stray is not None:  # autodiff makes no variables: the scope is a user's, named alike
-        scope = next(s for s in scopes if stray.startswith(s + "/"))
-        raise InvalidGraphError(
-            f"variable '{stray}' lies under '{scope}/', a scope named like TensorFlow's gradient "
-            "scopes: graphpass cannot tell this graph's gradients apart (rename that scope)"
-        )
-    updates = gradients.find_updates(graph, variables, backward)
+    library = Library(graph.library)
+    backward = gradients.find_backward(graph, variables, library)
+    updates, forward_read, step = gradients.find_updates(graph, variables, backward, library)
     if not updates:
         raise InvalidGraphError(
             "the graph has no optimizer updates (Apply* ops, or variables written from gradients): "
             "it looks like an inference graph; graphpass rewrites training graphs"
         )
-    grads = gradients.find_gradients(graph, updates, backward)
-    _classify(graph, variables, updates)
+    grads = gradients.find_gradients(graph, updates, backward, library)
+    gradients.check_cut(graph, backward, grads)
+    _classify(graph, variables, updates, forward_read, library)
     position = {u.name: (i, u) for i, u in enumerate(updates)}
     for g in grads:  # name each gradient after the trained variable, not a slot it also feeds
         mine = sorted(position[n] for n in g.updates if n in position)
-        owners = [variables[u.var].slot_of or u.var for _, u in mine]
+        owners = [u.grad_targets.get(g.tensor) or variables[u.var].slot_of or u.var for _, u in mine]
         g.variable = next((v for v in owners if variables[v].trainable), g.variable)
 
     raw_nodes = {names.node_of(g.tensor) for g in grads}
@@ -151,42 +151,97 @@ def analyze(graph: Graph, describe: bool = True) -> TrainingGraph:
         for n in graph.names()
         if n in tower_side and graph.node(n).op in INPUT_OPS
     ]
-    info = TrainingGraph(inputs, variables, updates, grads, scopes, None, [], [])
+    info = TrainingGraph(
+        inputs,
+        variables,
+        updates,
+        grads,
+        backward.scopes,
+        None,
+        [],
+        [],
+        backward=backward,
+        library=library,
+        step=step,
+    )
     if describe:
         update_names = [u.name for u in updates]
         after_update = graph.descendants(update_names)
-        info.global_step, info.global_step_increment = _global_step(graph, variables, after_update)
-        _describe_variables(graph, variables, updates, after_update, info.global_step)
-        info.train_ops = _sinks(graph, after_update, update_names)
-        info.init_ops = _init_ops(graph, variables, after_update)
+        info.global_step, info.global_step_increment = _global_step(
+            graph, variables, after_update, step, library
+        )
+        _describe_variables(graph, variables, updates, after_update, info.global_step, library)
+        info.train_ops = _sinks(graph, after_update, update_names, library)
+        info.init_ops = _init_ops(graph, variables, after_update, library)
     return info
 
 
-def _classify(graph: Graph, variables: dict[str, Variable], updates) -> None:
-    """Trainable variables and slots: an apply op says which is which; for other updates a
-    variable colocated with another (TensorFlow creates slots that way) is that one's slot."""
+def _classify(graph: Graph, variables: dict[str, Variable], updates, forward_read, library) -> None:
+    """Trainable variables and slots. An apply op says which is which; of the other variables an
+    update writes, those the forward pass reads are trained, the others are state: the slot of
+    the one trained variable whose update their value reaches (an accumulator, a hand-written
+    Adam moment), or of the variable they are colocated with (TensorFlow creates slots that way)."""
     for u in updates:
-        for s in u.state:
-            variables[s].slot_of = variables[s].slot_of or u.var
+        for v in (u.var, *u.state):
+            variables[v].updated = True
+        if opdefs.apply_signature(u.op) is not None:
+            for s in u.state:
+                variables[s].slot_of = variables[s].slot_of or u.var
+    by_name = {u.name: u for u in updates}
     for u in updates:
-        v = variables[u.var]
-        if v.slot_of:
-            continue
-        owner = next((t for t in graph.colocation(v.name) if t in variables and t != v.name), None)
-        if owner is not None:
+        apply = opdefs.apply_signature(u.op) is not None
+        for name in (u.var,) if apply else (u.var, *u.state):
+            v = variables[name]
+            if v.slot_of or v.trainable:
+                continue
+            if apply or name in forward_read:
+                v.trainable = True
+                continue
+            owner = _owner(graph, name, by_name, forward_read, library)
+            if owner is None and not u.targets:
+                owner = next((t for t in graph.colocation(name) if t in variables and t != name), None)
             v.slot_of = owner
-        else:
-            v.trainable = True
     for v in variables.values():
         if v.trainable and v.slot_of:
             raise InvalidGraphError(f"variable '{v.name}' is both trained and used as optimizer state")
 
 
-def _describe_variables(graph, variables, updates, after_update, step) -> None:
+def _owner(graph: Graph, var: str, updates: dict, forward_read, library) -> str | None:
+    """The one trained variable whose update the value of state variable `var` reaches: through
+    the data its readers compute, into an update of that variable or a call that writes it."""
+    found: set[str] = set()
+    seen = {var}
+    stack = [var]
+    while stack:
+        n = stack.pop()
+        for user in graph.users(n):
+            if user in seen or n not in graph.producers(user)[0]:
+                continue
+            seen.add(user)
+            u = updates.get(user)
+            if u is None:
+                stack.append(user)
+            elif u.targets:  # a call: where the inputs holding `var`'s value flow inside it
+                node = graph.node(user)
+                flows = library.flows(node)
+                for i, p in enumerate(graph.producers(user)[0]):
+                    if p in seen:
+                        for pos in flows.get(i, ()):
+                            v = gradients.resolve_variable(graph, node.input[pos], forward_read)
+                            if v is not None:
+                                found.add(v)
+            elif u.var in forward_read:
+                found.add(u.var)
+    return found.pop() if len(found) == 1 else None
+
+
+def _describe_variables(graph, variables, updates, after_update, step, library) -> None:
     """Role, initializer and readers of every variable.
 
-    Roles: trainable (updated by an apply op), slot (optimizer state an apply op updates),
-    optimizer (read by apply ops, written after them: Adam's beta powers), step, other.
+    Roles: trainable (updated from gradients, read by the forward pass), slot (optimizer state
+    updates write: slots, accumulators), step, state (other variables updates write, such as
+    what a call around apply ops writes with them), optimizer (read by apply ops, written after
+    them: Adam's beta powers), other.
     """
     upstream = graph.ancestors([u.name for u in updates], stop=lambda n: n in variables)
     read_by_applies = {n for n in upstream if n in variables}
@@ -198,13 +253,15 @@ def _describe_variables(graph, variables, updates, after_update, step) -> None:
             v.role = "slot"
         elif v.name == step:
             v.role = "step"
+        elif v.updated:
+            v.role = "state"
         elif v.name in read_by_applies and any(
-            u in after_update and v.name in _written(graph.node(u)) for u in graph.users(v.name)
+            u in after_update and v.name in _written(graph.node(u), library) for u in graph.users(v.name)
         ):
             v.role = "optimizer"
         for user in graph.users(v.name):
             node = graph.node(user)
-            if v.name in _written(node):
+            if v.name in _written(node, library):
                 values = [p for p in graph.input_nodes(user) if p != v.name]
                 if (
                     user not in after_update
@@ -216,28 +273,49 @@ def _describe_variables(graph, variables, updates, after_update, step) -> None:
                 v.reads.append(user)
 
 
-def _written(node) -> set[str]:
-    return {names.node_of(node.input[p]) for p in opdefs.written_inputs(node.op) if p < len(node.input)}
+def _written(node, library: Library) -> set[str]:
+    return {
+        names.node_of(node.input[p])
+        for p in gradients.written_positions(node, library)
+        if p < len(node.input)
+    }
 
 
 INT_TYPES = (types_pb2.DT_INT32, types_pb2.DT_INT64)
 
 
 def _global_step(
-    graph: Graph, variables: dict[str, Variable], after_update: set[str]
+    graph: Graph, variables: dict[str, Variable], after_update: set[str], step: set[str], library: Library
 ) -> tuple[str | None, str | None]:
-    """The integer scalar variable written once the updates are done (the step counter), and
-    the node that increments it."""
-    for v in variables.values():
-        if v.trainable or v.slot_of or v.dtype not in INT_TYPES or v.shape != []:
-            continue
-        for user in graph.users(v.name):
-            if user in after_update and v.name in _written(graph.node(user)):
-                return v.name, user
+    """The step counter: an integer scalar variable that the step increments by a constant (else
+    writes otherwise), once the updates are done (else unordered against them: BERT's separate
+    increment); and its increment."""
+    for adds in (True, False):
+        for region in (after_update, step):
+            for v in variables.values():
+                if v.trainable or v.slot_of or v.dtype not in INT_TYPES or v.shape != []:
+                    continue
+                for user in gradients.readers(graph, v.name):
+                    if (
+                        user in region
+                        and (not adds or _adds_constant(graph, user))
+                        and v.name in gradients.written_variables(graph, user, variables, library)
+                    ):
+                        return v.name, user
     return None, None
 
 
-def _sinks(graph: Graph, region: set[str], required: list[str]) -> list[str]:
+def _adds_constant(graph: Graph, name: str) -> bool:
+    node = graph.node(name)
+    data = graph.producers(name)[0]
+    return (
+        node.op in ("AssignAdd", "AssignAddVariableOp")
+        and len(data) == 2
+        and graph.node(data[1]).op == "Const"
+    )
+
+
+def _sinks(graph: Graph, region: set[str], required: list[str], library: Library) -> list[str]:
     """Nodes of `region` nobody reads that depend on every one of `required` and do something
     (no-ops, writes): the train ops. Reads of updated values left dangling are not."""
     common: set[str] | None = None
@@ -248,12 +326,14 @@ def _sinks(graph: Graph, region: set[str], required: list[str]) -> list[str]:
     for n in graph.names():
         node = graph.node(n)
         if n in (common or ()) and n in region and not graph.users(n):
-            if node.op == "NoOp" or opdefs.written_inputs(node.op):
+            if node.op == "NoOp" or gradients.written_positions(node, library):
                 out.append(n)
     return out
 
 
-def _init_ops(graph: Graph, variables: dict[str, Variable], after_update: set[str]) -> list[str]:
+def _init_ops(
+    graph: Graph, variables: dict[str, Variable], after_update: set[str], library: Library
+) -> list[str]:
     """Unused no-op nodes outside the training step that run an initializing write of every variable."""
     out = []
     for n in graph.names():
@@ -263,7 +343,7 @@ def _init_ops(graph: Graph, variables: dict[str, Variable], after_update: set[st
         written = set()
         for a in graph.ancestors([n]):
             an = graph.node(a)
-            for pos in opdefs.written_inputs(an.op):
+            for pos in gradients.written_positions(an, library):
                 if pos < len(an.input):
                     v = names.node_of(an.input[pos])
                     if v in variables:

@@ -169,6 +169,12 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
     del data  # from here on, the graph and the oracle hold what the output will not need
     info = analysis.analyze(g, describe=False)
     ctx = RewriteContext(g, Rewriter(g), towers, info, shapes, progress=progress, ps_devices=ps)
+    ctx.notes.extend(info.backward.notes)
+    if not info.backward.scopes:
+        ctx.notes.append(
+            "no backward pass found by its names (no tf.gradients or GradientTape scope): the "
+            "gradients are reduced where the updates read them"
+        )
     runs = pipeline.run(ctx, verify_each=verify_each)
     verify.check(g)
     shapes.close()

@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--int-max", type=int, default=2, help="integer inputs are drawn from [0, N)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--timeout", type=float, default=300.0, help="seconds a step may take (default 300)")
+    f.add_argument(
+        "--runs", type=int, default=3, help="also run the rewrite this many times from one state (a race)"
+    )
     f.add_argument("--json", action="store_true", help="print the result as JSON")
 
     sub.add_parser("rules", help="list the shipped presets and the passes with their options")
@@ -259,8 +262,8 @@ def _cmd_verify(args) -> int:
     from .execution import verify_rewrite
     from .io import load_graph
 
-    if args.steps < 1 or (args.batch is not None and args.batch < 1):
-        raise ConfigError("--steps and --batch must be at least 1")
+    if args.steps < 1 or args.runs < 1 or (args.batch is not None and args.batch < 1):
+        raise ConfigError("--steps, --runs and --batch must be at least 1")
     v = verify_rewrite(
         load_graph(args.original),
         load_graph(args.rewritten),
@@ -269,6 +272,7 @@ def _cmd_verify(args) -> int:
         args.seed,
         args.int_max,
         args.timeout,
+        args.runs,
     )
     ok = v.ok(args.rtol)
     c = v.comparison
@@ -286,6 +290,9 @@ def _cmd_verify(args) -> int:
                     "replica_mismatch": c.replica_mismatch if c else {},
                     "initial_mismatch": c.initial_mismatch if c else {},
                     "missing": c.missing if c else [],
+                    "runs": v.runs,
+                    "varying_between_runs": v.varying,
+                    "replicas_drifting": v.drifting,
                 },
                 indent=2,
             )
@@ -310,6 +317,13 @@ def _cmd_verify(args) -> int:
             print(f"  init differs: {name}")
         for name in c.missing:
             print(f"  missing from the rewrite: {name}")
+        if v.runs:
+            if v.varying or v.drifting:
+                worst = sorted({**v.varying, **v.drifting}.items(), key=lambda kv: -kv[1])[:3]
+                shown = ", ".join(f"{n} ({d:.2e})" for n, d in worst)
+                print(f"  {v.runs} runs from one state differ (a race in the rewritten step): {shown}")
+            else:
+                print(f"  {v.runs} runs from one state give identical results")
     elif v.reason:
         print(v.reason)
     print(f"{PROG}: verify {'passed' if ok else 'FAILED'}")

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 from tensorflow.python.framework import dtypes
 
-from . import analysis, opdefs, placement
+from . import analysis, opdefs, placement, step_state
 from .errors import GraphpassError
 from .ir import names
 from .ir.graph import Graph
@@ -90,8 +90,29 @@ def _single(graph_def) -> dict:
     report["global_step_increment"] = a.global_step_increment
     report["train_ops"] = a.train_ops
     report["init_ops"] = a.init_ops
+    order = step_state.plan(Graph(graph_def), a.variables, a.library, a.step)
+    report["step_state"] = {
+        "ordered": list(order.state),
+        "reads": [{"variable": v, "read": r, "write": w} for v, r, w in order.edges],
+        "left": list(order.notes),
+    }
+    report["notes"] = list(a.backward.notes)
     report["refused"] = _dry_run(graph_def)
     return report
+
+
+def _step_state(state: dict) -> str:
+    """What the rewrite orders: the reads of each variable the step writes that nothing orders
+    against the write (each tower then reads the value from the start of the step)."""
+    if not state["ordered"]:
+        return "every read of what the step writes is ordered against the write"
+    reads: dict[str, list[str]] = {}
+    for e in state["reads"]:
+        reads.setdefault(e["variable"], []).append(e["read"])
+    shown = {v: ", ".join(rs[:2]) + (", ..." if len(rs) > 2 else "") for v, rs in reads.items()}
+    return "; ".join(
+        f"{v}: {len(reads[v])} read(s) ({s}) made to run before its write" for v, s in shown.items()
+    )
 
 
 def _dry_run(graph_def) -> str | None:
@@ -276,8 +297,10 @@ def render(report: dict, max_rows: int = 40) -> str:
             + (f" (incremented by {report['global_step_increment']})" if report["global_step"] else ""),
             f"train ops     {', '.join(report['train_ops']) or '-'}",
             f"init ops      {', '.join(report['init_ops']) or '-'}",
+            f"step state    {_step_state(report['step_state'])}",
             f"refused       {report['refused'] or 'nothing (a 2-tower replicated rewrite succeeds)'}",
         ]
+        lines += [f"note          {n}" for n in report["notes"] + report["step_state"]["left"]]
         return "\n".join(lines)
     lines.append(
         f"{report['towers']} towers; variables: {report['variables']['canonical']} canonical, "

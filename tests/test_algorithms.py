@@ -12,7 +12,11 @@ import graphpass
 from graphpass.execution import compare
 from graphpass.pipeline import Pipeline
 
-MODELS = ["mlp_sgd", "conv_momentum", "mlp_adam"]
+MODELS = [
+    "conv_momentum",
+    pytest.param("mlp_sgd", marks=pytest.mark.slow),
+    pytest.param("mlp_adam", marks=pytest.mark.slow),
+]
 ALL_REDUCE = ["collective", "hierarchical", "naive", "colocate", "ring", "halving-doubling"]
 PACKING = {"unpacked": "", "split": "  - pack-gradients: {num_split: 3, min_pack_elements: 1}\n"}
 
@@ -34,7 +38,9 @@ def check(fx, k, pipeline):
 
 
 @pytest.mark.parametrize("pack", list(PACKING))
-@pytest.mark.parametrize("k", [2, 4, 8])
+@pytest.mark.parametrize(
+    "k", [2, pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("algorithm", ALL_REDUCE)
 @pytest.mark.parametrize("model", MODELS)
 def test_replicated(load_fixture, model, algorithm, k, pack):
@@ -58,7 +64,9 @@ PS_PLACE = {
 
 
 @pytest.mark.parametrize("pack", ["unpacked", "split", "bucket"])
-@pytest.mark.parametrize("k", [2, 4, 8])
+@pytest.mark.parametrize(
+    "k", [2, pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("algorithm", ["naive", "colocate"])
 @pytest.mark.parametrize("model", MODELS)
 def test_parameter_server(load_fixture, model, algorithm, k, pack):

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import FIXTURES, ROOT
 
 
@@ -25,6 +27,7 @@ def test_rewrite_writes_output_and_prints_a_summary(tmp_path):
     assert r.stderr == ""
 
 
+@pytest.mark.slow
 def test_default_output_name_and_text_format(tmp_path):
     src = tmp_path / "model.pbtxt"
     from google.protobuf import text_format
@@ -67,6 +70,7 @@ def test_not_a_graphdef(tmp_path):
     _bad(tmp_path, "rewrite", str(junk), "--devices", "2", match="is not a binary GraphDef")
 
 
+@pytest.mark.slow
 def test_inference_graph(tmp_path):
     _bad(
         tmp_path,
@@ -78,6 +82,7 @@ def test_inference_graph(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_nccl_onto_cpu_devices(tmp_path):
     line = _bad(
         tmp_path,
@@ -92,6 +97,7 @@ def test_nccl_onto_cpu_devices(tmp_path):
     assert "replicated-collective" in line
 
 
+@pytest.mark.slow
 def test_unknown_rules(tmp_path):
     line = _bad(
         tmp_path,
@@ -106,6 +112,7 @@ def test_unknown_rules(tmp_path):
     assert "replicated-nccl" in line
 
 
+@pytest.mark.slow
 def test_missing_input(tmp_path):
     _bad(tmp_path, "rewrite", str(tmp_path / "nope.pb"), "--devices", "2", match="no such file")
 
@@ -115,6 +122,7 @@ def test_missing_devices_flag_is_a_usage_error(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--devices" in r.stderr
 
 
+@pytest.mark.slow
 def test_rules_command_lists_presets_and_passes():
     r = run_cli("rules")
     assert r.returncode == 0

@@ -270,6 +270,7 @@ def test_golden_style_text_diff(collective):
         diff_pbtxt(want, "node {", "golden.pbtxt", "rewrite")
 
 
+@pytest.mark.slow
 def test_output_is_independent_of_hash_seed(tmp_path, collective):
     """diff and dot text from another process with another PYTHONHASHSEED is byte-identical."""
     from graphpass.dot import to_dot

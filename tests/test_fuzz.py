@@ -1048,6 +1048,7 @@ def task_graph(o: Outcomes, reproducer: str, fixture, mutations, towers, rules, 
     check_rewrite(o, reproducer, gd, towers, rules, device_type, verify_each)
 
 
+@pytest.mark.slow
 def test_fuzz_graph_mutations(capsys, worker):
     """Structurally mutated training graphs: rewrite succeeds with a verifiable graph or raises
     GraphpassError."""
@@ -1158,6 +1159,7 @@ def task_file(o: Outcomes, reproducer: str, path: str, towers: int):
 TASKS = {"graph": task_graph, "file": task_file}
 
 
+@pytest.mark.slow
 def test_fuzz_corrupt_files(capsys, tmp_path, worker):
     """Truncated / bit-flipped .pb, .pbtxt and .meta files: load_graph raises InvalidGraphError or
     returns a GraphDef; a GraphDef that loads is then rewritten (GraphpassError or verifiable)."""
@@ -1383,6 +1385,7 @@ def text_rules(draw):
     return text
 
 
+@pytest.mark.slow
 def test_fuzz_rules_yaml(capsys):
     """Mutated rules: Pipeline.from_yaml returns a Pipeline or raises ConfigError; a Pipeline that
     loads then rewrites a training graph (GraphpassError or verifiable output)."""
@@ -1428,6 +1431,7 @@ def test_fuzz_rules_yaml(capsys):
     outcomes.finish(capsys)
 
 
+@pytest.mark.slow
 def test_fuzz_rules_files(capsys, tmp_path):
     """Pipeline.load of odd preset names and of files with odd bytes raises ConfigError or loads."""
     from graphpass.errors import ConfigError
@@ -1526,6 +1530,7 @@ device_spec_st = st.one_of(
 )
 
 
+@pytest.mark.slow
 def test_fuzz_device_specs(capsys):
     """parse_devices returns one canonical device per requested tower (huge counts included), or
     raises ConfigError; a spec of at most MAX_TOWERS devices then drives a rewrite (with workers
@@ -1657,6 +1662,7 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_fuzz_api_arguments(capsys, tmp_path):
     """rewrite() with odd graph and rules arguments (paths, objects): GraphpassError or a
     verifiable GraphDef. Arguments outside the documented types (None, 42, lists) count too: a

@@ -95,6 +95,7 @@ def test_rewrite_is_byte_identical_across_runs(load_fixture):
     assert a == b
 
 
+@pytest.mark.slow
 def test_rewrite_is_byte_identical_across_hash_seeds(tmp_path):
     digests = set()
     for seed in ("0", "12345"):

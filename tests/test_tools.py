@@ -75,6 +75,7 @@ def test_verify_passes_a_good_rewrite(capsys, rewritten):
     code, out, _ = run(capsys, "verify", str(FIXTURES / "conv_momentum.pb"), str(rewritten()))
     assert code == 0, out
     assert "4 towers on CPU, 3 steps" in out and "replicas equal" in out and "verify passed" in out
+    assert "3 runs from one state give identical results" in out
 
 
 def test_verify_catches_unaveraged_gradients(capsys, tmp_path, load_fixture):

@@ -9,6 +9,7 @@ train op, loss and init op, so tests can feed random global batches without rebu
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -293,11 +294,142 @@ def keras_resnet50(size: int = 32, classes: int = 10):
 
 
 def inference_mlp():
-    """A forward pass only: no loss, no optimizer (graphpass must refuse it)."""
+    """A forward pass only on ref variables: no loss, no optimizer (graphpass must refuse it)."""
+    tf1.disable_resource_variables()
     x = tf1.placeholder(tf.float32, [None, 16], name="x")
     logits = _dense(_dense(x, 8, "hidden", tf.nn.relu), 3, "logits")
     probs = tf.nn.softmax(logits, name="probs")
     return {"x": ([None, 16], "float32", None)}, probs, probs
+
+
+def _mlp_body(x, sizes, prefix="mlp"):
+    h = x
+    for i, units in enumerate(sizes):
+        h = _dense(h, units, f"{prefix}/d{i}", tf.nn.relu if i + 1 < len(sizes) else None)
+    return h
+
+
+def _loss_scale(control_flow_v2: bool):
+    """Dynamic loss scaling, the TF1 fp16 recipe (fp32 here): gradients of loss * scale divided by
+    scale; the optimizer applies them under tf.cond(all finite); the scale halves after a step with
+    non-finite gradients and doubles after two good steps (a counter of good steps)."""
+    tf1.enable_resource_variables()
+    (tf1.enable_control_flow_v2 if control_flow_v2 else tf1.disable_control_flow_v2)()
+    x = tf1.placeholder(tf.float32, [None, 12], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    loss = _xent(_mlp_body(x, [16, 4]), y)
+    scale = tf1.get_variable("loss_scale", [], initializer=tf1.constant_initializer(1024.0), trainable=False)
+    good = tf1.get_variable("good_steps", [], tf.int32, initializer=tf1.zeros_initializer(), trainable=False)
+    tvars = tf1.trainable_variables()
+    grads = [g / scale for g in tf1.gradients(loss * scale, tvars)]
+    finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in grads]), name="all_finite")
+    step = tf1.train.get_or_create_global_step()
+    opt = tf1.train.MomentumOptimizer(0.05, 0.9)
+
+    def apply():
+        return tf.group(opt.apply_gradients(zip(grads, tvars, strict=True), global_step=step))
+
+    applied = tf.cond(finite, apply, tf.no_op, name="apply_if_finite")
+    with tf.control_dependencies([applied]):
+        good_next = tf.where(finite, good + 1, tf.zeros_like(good))
+        grow = tf.logical_and(finite, good_next >= 2)
+        new_scale = tf.where(finite, tf.where(grow, scale * 2.0, scale), scale * 0.5)
+        update_scale = scale.assign(new_scale)
+        update_good = good.assign(tf.where(grow, tf.zeros_like(good), good_next))
+    train = tf.group(applied, update_scale, update_good, name="train")
+    return {"x": ([None, 12], "float32", None), "y": ([None], "int64", 4)}, train, loss
+
+
+def loss_scale_v1():
+    """Dynamic loss scaling with v1 control flow (Switch/Merge around the apply ops)."""
+    return _loss_scale(False)
+
+
+def loss_scale_v2():
+    """Dynamic loss scaling with v2 control flow (the apply ops inside an If's branch function)."""
+    return _loss_scale(True)
+
+
+def _accumulate(control_flow_v2: bool, every: int):
+    """Gradient accumulation in variables: each step adds the gradients to accumulators; every
+    `every`-th step applies their mean with Adam and zeroes them, inside tf.cond."""
+    tf1.enable_resource_variables()
+    (tf1.enable_control_flow_v2 if control_flow_v2 else tf1.disable_control_flow_v2)()
+    x = tf1.placeholder(tf.float32, [None, 10], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    loss = _xent(_mlp_body(x, [16, 3]), y)
+    tvars = tf1.trainable_variables()
+    accums = [
+        tf1.get_variable(v.op.name + "/accum", v.shape, initializer=tf1.zeros_initializer(), trainable=False)
+        for v in tvars
+    ]
+    count = tf1.get_variable(
+        "accum_count", [], tf.int32, initializer=tf1.zeros_initializer(), trainable=False
+    )
+    step = tf1.train.get_or_create_global_step()
+    grads = tf1.gradients(loss, tvars)
+    added = [a.assign_add(g) for a, g in zip(accums, grads, strict=True)]
+    with tf.control_dependencies(added):
+        counted = count.assign_add(1)
+    opt = tf1.train.AdamOptimizer(0.01)
+
+    def apply():
+        mean = [a.read_value() / float(every) for a in accums]
+        applied = opt.apply_gradients(zip(mean, tvars, strict=True), global_step=step)
+        with tf.control_dependencies([applied]):
+            return tf.group([a.assign(tf.zeros_like(a)) for a in accums])
+
+    applied = tf.cond(tf.equal(counted % every, 0), apply, tf.no_op, name="apply_every")
+    train = tf.group(applied, name="train")
+    return {"x": ([None, 10], "float32", None), "y": ([None], "int64", 3)}, train, loss
+
+
+def accumulate2_v1():
+    """Gradient accumulation over 2 steps, v1 control flow."""
+    return _accumulate(False, 2)
+
+
+def accumulate4_v2():
+    """Gradient accumulation over 4 steps, v2 control flow (If)."""
+    return _accumulate(True, 4)
+
+
+def bert_adamw():
+    """The shape of BERT's optimization.py: AdamW written as plain assigns, a hand-written
+    LayerNorm, a learning rate with linear warmup and polynomial decay read from the global step,
+    clip_by_global_norm, and the step increment grouped with the train op, unordered against
+    the learning rate's read of the step."""
+    tf1.enable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 8], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    h = _dense(x, 16, "encoder/dense", tf.nn.relu)
+    with tf1.variable_scope("encoder/LayerNorm"):
+        gamma = tf1.get_variable("gamma", [16], initializer=tf1.ones_initializer())
+        beta = tf1.get_variable("beta", [16], initializer=tf1.zeros_initializer())
+        mean, var = tf.nn.moments(h, axes=[-1], keepdims=True)
+        h = (h - mean) * tf.math.rsqrt(var + 1e-6) * gamma + beta
+    loss = _xent(_dense(h, 3, "cls"), y)
+    step = tf1.train.get_or_create_global_step()
+    warmup, total, peak = 2, 10, 0.01
+    fstep = tf.cast(step, tf.float32)
+    decayed = tf1.train.polynomial_decay(peak, step, total, end_learning_rate=0.0, power=1.0)
+    lr = tf.where(fstep < warmup, peak * fstep / warmup + 1e-3, decayed, name="learning_rate")
+    tvars = tf1.trainable_variables()
+    grads, _ = tf.clip_by_global_norm(tf1.gradients(loss, tvars), 1.0)
+    assigns = []
+    for g, v in zip(grads, tvars, strict=True):
+        name = v.op.name
+        m = tf1.get_variable(name + "/adam_m", v.shape, initializer=tf1.zeros_initializer(), trainable=False)
+        s = tf1.get_variable(name + "/adam_v", v.shape, initializer=tf1.zeros_initializer(), trainable=False)
+        m_next = 0.9 * m + 0.1 * g
+        s_next = 0.999 * s + 0.001 * tf.square(g)
+        update = m_next / (tf.sqrt(s_next) + 1e-6)
+        if "LayerNorm" not in name and "bias" not in name:
+            update += 0.01 * v  # decoupled weight decay
+        assigns += [v.assign(v - lr * update), m.assign(m_next), s.assign(s_next)]
+    train = tf.group(assigns, name="apply")
+    train = tf.group(train, [step.assign(step + 1)], name="train")
+    return {"x": ([None, 8], "float32", None), "y": ([None], "int64", 3)}, train, loss
 
 
 BUILD_ONLY = {"keras_resnet50": keras_resnet50}  # built on demand, not written to tests/fixtures
@@ -318,6 +450,11 @@ MODELS = {
     "conv_momentum": conv_momentum,
     "mlp_adam": mlp_adam,
     "mlp_clip": mlp_clip,
+    "loss_scale_v1": loss_scale_v1,
+    "loss_scale_v2": loss_scale_v2,
+    "accumulate2_v1": accumulate2_v1,
+    "accumulate4_v2": accumulate4_v2,
+    "bert_adamw": bert_adamw,
 }
 
 
@@ -341,14 +478,27 @@ def build(name: str):
     return graph.as_graph_def(), meta
 
 
+def _write(name: str) -> None:
+    graph_def, meta = build(name)
+    (FIXTURES / f"{name}.pb").write_bytes(graph_def.SerializeToString(deterministic=True))
+    (FIXTURES / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"{name}: {len(graph_def.node)} nodes -> {FIXTURES / name}.pb", flush=True)
+
+
 def main(argv: list[str]) -> int:
     names = argv or list(MODELS)
     FIXTURES.mkdir(parents=True, exist_ok=True)
+    # Each fixture in a process forked before any graph is built: TensorFlow numbers functions
+    # (a v2 cond's branches, a while_v2 body) from a process-wide counter, so a fixture's bytes
+    # would depend on which fixtures were built before it in the same process.
+    context = multiprocessing.get_context("fork")
     for name in names:
-        graph_def, meta = build(name)
-        (FIXTURES / f"{name}.pb").write_bytes(graph_def.SerializeToString(deterministic=True))
-        (FIXTURES / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
-        print(f"{name}: {len(graph_def.node)} nodes -> {FIXTURES / name}.pb")
+        child = context.Process(target=_write, args=(name,))
+        child.start()
+        child.join()
+        if child.exitcode:
+            print(f"{name}: failed (exit {child.exitcode})", file=sys.stderr)
+            return 1
     if "mlp_sgd" in names:
         EXAMPLES.mkdir(exist_ok=True)
         (EXAMPLES / "mlp.pb").write_bytes((FIXTURES / "mlp_sgd.pb").read_bytes())

@@ -122,6 +122,23 @@ class Rewriter:
     def set_device(self, name: str, device: str) -> None:
         self.graph.node(name).device = device
 
+    def drop_function_colocation(self) -> list[str]:
+        """Remove `_class` colocation from the bodies of the library's functions; the names of
+        the functions changed. Inside a function it names body nodes, which TensorFlow does not
+        rename when it inlines a call: two calls of one function (a v2 cond per tower) would
+        share one colocation group across devices, and a call whose resources sit on several
+        devices would colocate ops that cannot share one. Ops on resources still follow them."""
+        changed = []
+        for f in self.graph.library.function:
+            hit = False
+            for nd in f.node_def:
+                if names.COLOCATION_ATTR in nd.attr:
+                    del nd.attr[names.COLOCATION_ATTR]
+                    hit = True
+            if hit:
+                changed.append(f.signature.name)
+        return changed
+
     def set_colocation(self, name: str, targets: Iterable[str]) -> None:
         self.graph._check_changeable([name])
         node = self.graph.node(name)

@@ -27,7 +27,7 @@ from typing import Literal
 from tensorflow.core.framework import types_pb2
 
 from .. import devices as devmod
-from .. import gradients, opdefs, placement
+from .. import gradients, opdefs, placement, step_state
 from ..analysis import INPUT_OPS
 from ..context import Reduction, RewriteContext
 from ..errors import ConfigError, InvalidGraphError
@@ -98,15 +98,17 @@ class Replicate(Pass):
             raise ConfigError("replicate: ps_device applies to mode: parameter_server only")
         if self.share_constants_over < 0:
             raise ConfigError("replicate: share_constants_over must be 0 or more")
-        _Replicator(ctx, self, ps).run()
+        replicator = _Replicator(ctx, self, ps)
+        replicator.run()
         ctx.mode = self.mode
         a = ctx.analysis
         k = ctx.num_towers
+        ordered = step_state.describe(replicator.ordered)
         return PassResult(
             True,
             f"{k} towers ({self.mode}), {len(a.trainable)} trainable variables, "
-            f"{len(ctx.pending)} gradients to reduce",
-            {"towers": k, "mode": self.mode},
+            f"{len(ctx.pending)} gradients to reduce" + (f"; {ordered}" if ordered else ""),
+            {"towers": k, "mode": self.mode, "ordered_state": list(replicator.ordered.state)},
         )
 
 
@@ -142,6 +144,7 @@ class _Replicator:
         self.cloned: set[str] = set()
         self.original = set(self.g.names())
         self.merge_needed: dict[str, set[int]] = {}
+        self.ran: dict[tuple[str, int, int], str] = {}
 
     # -- regions ---------------------------------------------------------------------------
     def _regions(self) -> None:
@@ -162,6 +165,15 @@ class _Replicator:
         excluded = shared.__contains__
 
         roots = [u.name for u in self.a.updates] if self.replicated else sorted(self.raw_nodes)
+        if self.replicated:
+            # Every write of replicated state that the step makes after its updates (zeroing an
+            # accumulator once it is applied) writes each tower's replica.
+            after = g.descendants(roots)
+            roots += [
+                n
+                for n in g.names()
+                if n in after and n not in roots and any(v in self.state for v in self._written(n))
+            ]
         # Per-tower sources: the fed batch, and stateful ops that do not read a variable (each
         # tower's IteratorGetNext draws its own batch; stacks and TensorArrays are per step).
         upstream = g.ancestors(roots, stop=excluded)
@@ -178,7 +190,7 @@ class _Replicator:
         after_cut = g.descendants(self.raw_nodes)
         # Dead ends of the backward pass (gradients w.r.t. inputs, unused shapes) belong to the
         # tower too: left global they would read merged copies for nothing.
-        backward = gradients.backward_nodes(g, self.a.gradient_scopes)
+        backward = self.a.backward.nodes
         roots += [n for n in g.names() if n in backward and n in self.data_dep and n not in after_cut]
         region = g.ancestors(roots, stop=excluded) - shared
         before_cut = g.ancestors(self.raw_nodes, stop=excluded)
@@ -199,19 +211,16 @@ class _Replicator:
             rest = g.ancestors(roots, stop=(shared | writes).__contains__)
             self.tower0_only = {n for n in region if n in writes or n not in rest}
 
+    def _written(self, n: str) -> list[str]:
+        return gradients.written_variables(self.g, n, self.variables, self.a.library)
+
     def _reads_variable(self, n: str) -> bool:
         return any(not r.startswith("^") and names.node_of(r) in self.variables for r in self.g.node(n).input)
 
     def _writes_shared(self, n: str) -> str | None:
-        node = self.g.node(n)
-        if opdefs.apply_signature(node.op):
+        if opdefs.apply_signature(self.g.node(n).op):
             return None
-        for pos in opdefs.written_inputs(node.op):
-            if pos < len(node.input):
-                v = names.node_of(node.input[pos])
-                if v in self.variables and v not in self.state:
-                    return v
-        return None
+        return next((v for v in self._written(n) if v not in self.state), None)
 
     # -- devices ---------------------------------------------------------------------------
     def _place_variables(self) -> None:
@@ -268,7 +277,7 @@ class _Replicator:
                 if user in region or user not in self.original or user in seen:
                     continue
                 node = self.g.node(user)
-                positions = opdefs.written_inputs(node.op)
+                positions = gradients.written_positions(node, self.a.library)
                 if not any(names.node_of(node.input[p]) == v for p in positions if p < len(node.input)):
                     continue
                 if user in self.data_dep:
@@ -519,7 +528,7 @@ class _Replicator:
         return regular
 
     # Input entries of a clone plan: a constant string, or a tuple rendered per tower.
-    _COPY, _SINK, _STATE, _MEAN = range(4)
+    _COPY, _SINK, _STATE, _MEAN, _ALL = range(5)
 
     def _plan(self, n: str, region: set[str], memo: dict) -> tuple[list, tuple, tuple]:
         """How node `n` is copied into any tower: the entries of its data inputs and of its
@@ -539,9 +548,10 @@ class _Replicator:
                 entries.append(entry)
         controls = ()
         if ctrl:
-            controls = memo.get(id(ctrl))
+            key = (id(ctrl), n in self.tower0_only)
+            controls = memo.get(key)
             if controls is None:
-                controls = memo[id(ctrl)] = tuple(self._input_entry("^" + p, n, region) for p in ctrl)
+                controls = memo[key] = tuple(self._input_entry("^" + p, n, region) for p in ctrl)
         return entries, controls, self._device_kind(n)
 
     def _input_entry(self, ref: str, consumer: str, region: set[str]):
@@ -559,6 +569,8 @@ class _Replicator:
         if p in region:
             if p in self.tower0_only:
                 return f"{pre}tower0/{p}{suffix}"
+            if r.control and consumer in self.tower0_only:
+                return (self._ALL, p)  # what runs once waits for every tower's copy
             if (
                 consumer in self.tower0_only
                 and self.shared_updates == "mean"
@@ -572,6 +584,9 @@ class _Replicator:
         if p in self.state:
             return (self._STATE, pre, p, suffix)
         return ref
+
+    def _every_copy(self, n: str) -> list[str]:
+        return [names.control(names.tower_name(j, n)) for j in range(self.k)]
 
     def _render(self, entry, i: int) -> str:
         if type(entry) is str:
@@ -632,7 +647,15 @@ class _Replicator:
             if controls:
                 done = rendered.get(id(controls))
                 if done is None:
-                    ctrl_refs = [self._render(e, i) for e in controls]
+                    ctrl_refs = [
+                        r
+                        for e in controls
+                        for r in (
+                            self._every_copy(e[1])
+                            if type(e) is not str and e[0] == self._ALL
+                            else [self._render(e, i)]
+                        )
+                    ]
                     done = rendered[id(controls)] = (ctrl_refs, self.g.control_producers(ctrl_refs))
                 refs += done[0]
                 ctrl = done[1]
@@ -648,8 +671,15 @@ class _Replicator:
             if names.COLOCATION_ATTR in attrs:
                 # A tower-0-only target has no copy in the other towers: only tower 0 keeps it.
                 only0 = self.tower0_only
+                # A node that sits with a shared variable (a read of Adam's beta power, which
+                # TensorFlow colocates with a trained variable) stays with the canonical copies.
+                shared = kind[0] == "var" and kind[1] not in self.state
                 targets = [
-                    prefix + t if t in region else self.ctx.replicas[t][i] if t in self.state else t
+                    prefix + t
+                    if t in region
+                    else self.ctx.replicas[t][i]
+                    if t in self.state and not shared
+                    else t
                     for t in names.colocation_targets(node)
                     if i == 0 or t not in only0
                 ]
@@ -798,8 +828,9 @@ class _Replicator:
 
     def _scope_is_guess(self, t: str) -> bool:
         """Whether gradient `t` was told apart by a weak sign: a scope merely named
-        `gradient_tape`, or no gradient scope at all (tf.gradients' `<op>_grad` scopes are exact)."""
-        return "_grad/" not in names.node_of(t)
+        `gradient_tape`, or no gradient scope at all (scopes read from the forward ops their
+        `<op>_grad` groups differentiate are exact)."""
+        return not self.a.backward.exact(names.node_of(t))
 
     def _applied(self, grad) -> bool:
         """Whether only optimizer apply ops update with `grad` (plain writes, like assigns, are
@@ -849,18 +880,43 @@ class _Replicator:
                     self.rw.set_colocation(user, new)
         for user in readers:
             new_inputs: list[str] = []
+            # A global node that reads one tower's copy of an update (a cond around apply ops
+            # yields a value) must still run every tower's: they update every replica.
+            run_all: list[str] = []
             for ref in self.g.node(user).input:
                 r = names.parse(ref)
                 if r.node not in region:
                     new_inputs.append(ref)
                 elif r.control:
-                    per_tower = r.node in self.dep or r.node in self.update
+                    # Waiting for a stateful node (a read of step state) means waiting for every
+                    # tower's copy: each runs on its own schedule.
+                    per_tower = (
+                        r.node in self.dep
+                        or r.node in self.update
+                        or opdefs.is_stateful(self.g.node(r.node).op)
+                    )
                     new_inputs.extend(
                         names.control(c) for c in (self._copies(r.node) if per_tower else [r.node])
                     )
                 else:
                     new_inputs.append(self._global_input(r.node, r.index, user, self._copies(r.node)))
-            self.rw.set_inputs(user, new_inputs)
+                    if r.node in self.update and opdefs.is_stateful(self.g.node(r.node).op):
+                        run_all += [names.control(self._ran(r.node, r.index, i)) for i in range(1, self.k)]
+            self.rw.set_inputs(user, new_inputs + [c for c in dict.fromkeys(run_all) if c not in new_inputs])
+
+    def _ran(self, n: str, k: int, i: int) -> str:
+        """An Identity on tower i's device reading output `k` of its copy of `n` (made once): a
+        control input on it runs that copy whole. One on the copy itself may not: a lowered
+        functional If signals control outputs once its branch is chosen, and runs the branch's
+        ops only for its data outputs' readers."""
+        key = (n, k, i)
+        if key not in self.ran:
+            dtype = opdefs.output_types(self.g.node(n))[k]
+            name = self.rw.unique_name(names.tower_name(i, f"{n}/ran_{k}"))
+            self.rw.add(name, "Identity", [names.tensor(names.tower_name(i, n), k)], {"T": type_attr(dtype)})
+            self.rw.set_device(name, self.devices[i])
+            self.ran[key] = name
+        return self.ran[key]
 
     def _copies(self, n: str) -> list[str]:
         towers = range(1) if n in self.tower0_only else range(self.k)
@@ -872,7 +928,7 @@ class _Replicator:
         if t in self.sinks:
             return self.sinks[t][0]
         unode = self.g.node(user)
-        writes = any(p < len(unode.input) for p in opdefs.written_inputs(unode.op))
+        writes = any(p < len(unode.input) for p in gradients.written_positions(unode, self.a.library))
         if n in self.data_dep and not writes and n not in self.update and n not in self.tower0_only:
             self.merge_needed.setdefault(n, set()).add(k)
             return t
@@ -995,6 +1051,12 @@ class _Replicator:
 
     # -- driver ----------------------------------------------------------------------------
     def run(self) -> None:
+        if any(u.targets for u in self.a.updates):
+            self.rw.drop_function_colocation()
+        order = step_state.plan(self.g, self.variables, self.a.library, self.a.step)
+        step_state.apply(self.rw, order)
+        self.ordered = order
+        self.ctx.notes.extend(order.notes)
         self._regions()
         self._place_variables()
         if self.replicated:
