@@ -93,3 +93,24 @@ def test_trains_like_single_tower_under_prefix(load_fixture, prefix, model, rule
     nodes = {n.name for n in out.node}
     assert all(f in nodes for f in fx.meta["feeds"]) and fx.train_op in nodes and fx.init_op in nodes
     assert_trains_like(fx, out, k, fx.batches(3 * k, steps=3, seed=k))
+
+
+@pytest.mark.slow
+def test_keras_resnet50_under_a_prefix_is_rewritten_alike():
+    """The Keras ResNet-50 (BatchNorm updates as control dependencies, Momentum, a global step):
+    under `import/` it was refused (a learning rate taken for a gradient); now the same graph."""
+    import importlib.util
+
+    from .conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("make_fixtures", ROOT / "tools" / "make_fixtures.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    from .conftest import prefixed
+
+    graph_def, _ = fixtures.build("keras_resnet50")
+    want = graphpass.rewrite(graph_def, devices=2, rules="replicated-collective", device_type="CPU")
+    got = graphpass.rewrite(
+        prefixed(graph_def, "import/"), devices=2, rules="replicated-collective", device_type="CPU"
+    )
+    assert canonical(want) == canonical(got, "import/")
