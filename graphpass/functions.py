@@ -15,7 +15,9 @@ PASS_THROUGH = ("Identity",)
 def called(node, library_names: frozenset[str]) -> list[str]:
     """Names of the library functions `node` calls: its function-valued attrs, or its op itself."""
     out = [node.op] if node.op in library_names else []
-    for key in sorted(node.attr):
+    for key in opdefs.function_attrs(node.op):
+        if key not in node.attr:
+            continue
         value = node.attr[key]
         kind = value.WhichOneof("value")
         if kind == "func":

@@ -62,6 +62,8 @@ class Backward:
     kinds: dict[str, str] = field(default_factory=dict)  # scope -> "autodiff" | "tape"
     notes: list[str] = field(default_factory=list)  # readings refused, and why
     constant: set[str] = field(default_factory=set)  # its float nodes computed from no forward value
+    valued: set[str] = field(default_factory=set)  # the others: the gradients it computes
+    types: _Types | None = field(default=None, repr=False)  # output types, read once per analysis
 
     def exact(self, node: str) -> bool:
         """Whether `node` lies in a scope recognised from the forward ops it differentiates (not
@@ -116,6 +118,7 @@ def find_backward(graph: Graph, variables, library: Library) -> Backward:
         return Backward([], set())
 
     index = _Sorted(graph)
+    types = _Types(graph)
     notes: list[str] = []
     kinds = {s: "autodiff" for s in readings} | {s: "tape" for s in tapes if s not in readings}
     valid: set[str] = set()
@@ -125,7 +128,7 @@ def find_backward(graph: Graph, variables, library: Library) -> Backward:
         reason = _refuted(graph, under, variables, library)
         if reason and kinds[scope] == "autodiff":
             # Other nodes under the scope (a user's scope named alike): keep what autodiff made
-            core = _autodiff_core(graph, scope, under, variables, library)
+            core = _autodiff_core(graph, scope, under, variables, library, types)
             if core and not _refuted(graph, sorted(core), variables, library):
                 notes.append(
                     f"'{scope}/' {reason.replace('holds', 'also holds')}: its {len(core)} nodes of "
@@ -157,13 +160,16 @@ def find_backward(graph: Graph, variables, library: Library) -> Backward:
     }
     scopes = sorted(s for s in valid if not any(s != o and s.startswith(o + "/") for o in valid))
     nodes = {n for s in scopes for n in members[s]}
-    nodes -= _post_processing_inside(graph, nodes, notes)
+    valued = _valued(graph, nodes, types)
+    post = _post_processing_inside(graph, nodes, valued, types, notes)
+    if post:
+        nodes -= post
+        valued = _valued(graph, nodes, types)
     # Autodiff reads the forward pass; the forward pass never reads a gradient. (It may read
     # what autodiff made for it that carries none: while_v2's accumulators, empty tensor lists
     # the forward loop fills for the gradient loop.)
     fwd = [f for s in scopes for f in readings.get(s, ()) if f not in nodes]
     feeding = _data_ancestors(graph, fwd, stop=nodes.__contains__) & nodes
-    types = _Types(graph)
     outside = lambda n: n not in nodes  # noqa: E731
     feeding = {
         n
@@ -176,20 +182,19 @@ def find_backward(graph: Graph, variables, library: Library) -> Backward:
             f"node '{n}' lies in '{_scope_of(n, scopes)}/', read as the backward pass, but forward ops "
             "read it: graphpass cannot tell this graph's gradients apart (rename that scope)"
         )
-    valued = _valued(graph, nodes, types)
     constant = {n for n in nodes if n not in valued and types.carries(n)}
-    return Backward(scopes, nodes, {s: kinds[s] for s in scopes}, notes, constant)
+    return Backward(scopes, nodes, {s: kinds[s] for s in scopes}, notes, constant, valued, types)
 
 
 AGGREGATING_OPS = frozenset({"AddN", "AddV2", "Add", "Identity"})
 
 
-def _post_processing_inside(graph: Graph, nodes: set[str], notes: list[str]) -> set[str]:
+def _post_processing_inside(
+    graph: Graph, nodes: set[str], valued: set[str], types: _Types, notes: list[str]
+) -> set[str]:
     """Nodes read as the backward pass that compute on what was computed from its gradients
     outside it (clipping by a global norm taken outside, renamed into the gradient scope):
     autodiff only reads forward values and its own, so they are post-processing."""
-    types = _Types(graph)
-    valued = _valued(graph, nodes, types)
     outside: set[str] = set()  # computed from gradients, outside the backward pass
     stack = list(valued)
     while stack:
@@ -215,7 +220,7 @@ def _post_processing_inside(graph: Graph, nodes: set[str], notes: list[str]) -> 
     return post
 
 
-def _autodiff_core(graph: Graph, name: str, under: list[str], variables, library) -> set[str]:
+def _autodiff_core(graph: Graph, name: str, under: list[str], variables, library, types: _Types) -> set[str]:
     """The nodes under a scope that autodiff made, where the scope holds others too: its
     `X_grad/` groups (those whose forward op has been renamed since included); the seed and
     shapes they read (nodes under the scope that read no float from outside it); and the sums
@@ -224,7 +229,6 @@ def _autodiff_core(graph: Graph, name: str, under: list[str], variables, library
     scope = set(under)
     pool = scope - core
     plain = {n for n in pool if n not in variables and not writes(graph, n, variables, library)}
-    types = _Types(graph)
 
     def seedlike(n: str) -> bool:
         node = graph.node(n)
@@ -479,9 +483,9 @@ def find_updates(
         return out, {u.var for u in out}, _step(graph, [u.name for u in out], variables)
 
     forward_read = {v for v in _data_ancestors(graph, nodes, stop=variables.__contains__) if v in variables}
-    types = _Types(graph)
+    types = backward.types or _Types(graph)
     derived: set[str] = set()  # variables only updates write and read: accumulators, slots
-    carried = _carried(graph, _valued(graph, nodes, types), types)
+    carried = _carried(graph, backward.valued, types)
     from_backward = graph.descendants(nodes, through_control=False)
     found = {
         w
@@ -694,7 +698,7 @@ def check_cut(graph: Graph, backward: Backward, grads: list[Gradient]) -> None:
     nodes = backward.nodes
     if not nodes or not grads:
         return
-    types = _Types(graph)
+    types = backward.types or _Types(graph)
     cut = {names.node_of(g.tensor) for g in grads}
     inside = lambda n: n in nodes  # noqa: E731
     before = _data_ancestors(graph, cut, stop=lambda n: not inside(n)) & nodes

@@ -34,6 +34,14 @@ def op_def(op_type: str, node_name: str | None = None):
     return d
 
 
+@functools.cache
+def function_attrs(op_type: str) -> tuple[str, ...]:
+    """The attrs of `op_type` that name functions to call (If's branches, While's body, a
+    dataset's map function): of type func or list(func). None for an unknown op."""
+    d = _op_def(op_type)
+    return tuple(sorted(a.name for a in d.attr if a.type in ("func", "list(func)"))) if d else ()
+
+
 def _is_state_arg(arg) -> bool:
     return arg.is_ref or arg.type == RESOURCE
 
