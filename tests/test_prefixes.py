@@ -75,10 +75,16 @@ def test_prefixed_rewrite_is_the_unprefixed_one(load_fixture, model, prefix, k):
             )
 
 
+NESTED_PRESETS = ("replicated-collective", "ps-least-loaded")
+
+
 def _cases():
+    """Every fixture under `import/` with every CPU preset at K=2 and 4; under the nested `a/b/`
+    with one replicated and one parameter-server preset (the structural test above shows every
+    preset's rewrite under it is the unprefixed one, which the unprefixed tests run)."""
     for prefix in PREFIXES:
         for model in EQUIVALENT:
-            for rules in CPU_PRESETS:
+            for rules in CPU_PRESETS if prefix == "import/" else NESTED_PRESETS:
                 for k in (2, 4):
                     if applicable(model, rules, k):
                         fast = prefix == "import/" and k == 2 and rules == "replicated-collective"
