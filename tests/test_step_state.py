@@ -8,7 +8,7 @@ import pytest
 
 import graphpass
 from graphpass import step_state
-from graphpass.execution import Runner, rel_diff, replicas_of
+from graphpass.execution import Runner, rel_diff, replicas_of, step_ordered
 from graphpass.functions import Library
 from graphpass.ir.graph import Graph
 
@@ -22,7 +22,7 @@ def _runs(fx, out, k, batches, runs=RUNS):
     """The single tower's final variables, and the rewrite's after each of `runs` runs of the
     same steps from the same initial values (loaded back before each run: seeded initializers
     draw anew when run again)."""
-    with Runner(fx.graph_def) as single:
+    with Runner(step_ordered(fx.graph_def)) as single:
         single.run(fx.init_op)
         for b in batches:
             single.run(fx.train_op, b)
