@@ -1,19 +1,23 @@
-"""The graphpass command: argument parsing and printing only; the work is in graphpass.api."""
+"""The graphpass command: arguments, paths, signals and exit codes; the reports are in progress.py."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, GraphpassError
+from . import __version__
+from .errors import ConfigError, GraphpassError, shorten
 
 # TensorFlow's C++ errors (a failed cuInit on machines without a GPU, say) are not graphpass's
 # messages; the command line reports problems itself, one line each.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 PROG = "graphpass"
+SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,11 +31,17 @@ class _UsageError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Rewrite single-tower TF1 training graphs for K devices.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     r = sub.add_parser("rewrite", help="replicate a training graph across devices")
     r.add_argument("input", help="single-tower training GraphDef (.pb, .pbtxt or .meta)")
-    r.add_argument("-o", "--output", help="where to write the result (default: INPUT.rewritten.pb)")
+    r.add_argument(
+        "-o", "--output", help="where to write the result (default: INPUT.rewritten.pb; - is stdout)"
+    )
+    r.add_argument(
+        "--format", choices=["pb", "pbtxt"], help="binary or text output (default: from -o's suffix)"
+    )
     r.add_argument(
         "--devices",
         required=True,
@@ -81,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    sub.add_parser("rules", help="list the shipped presets and the passes with their options")
+    rl = sub.add_parser("rules", help="list the shipped presets and the passes, or print a preset's YAML")
+    rl.add_argument("name", nargs="?", help="a preset: print its rules file (a start for your own)")
 
     d = sub.add_parser("diff", help="show how two graphs differ (exit 0 identical, 1 different)")
     d.add_argument("a", help="first GraphDef (.pb, .pbtxt or .meta)")
@@ -104,23 +115,42 @@ def _parser() -> argparse.ArgumentParser:
 
 def _count(text: str) -> int:
     if not text.strip().isdigit():
-        raise ConfigError(f"with --cluster, --devices is a count per worker (got '{text}')")
+        raise ConfigError(f"with --cluster, --devices is a count per worker (got '{shorten(text)}')")
     return int(text)
 
 
-def _default_output(path: Path) -> Path:
-    suffix = path.suffix if path.suffix in (".pb", ".pbtxt") else ".pb"
+def _default_output(path: Path, text: bool | None) -> Path:
+    if text is None:
+        suffix = path.suffix if path.suffix in (".pb", ".pbtxt") else ".pb"
+    else:
+        suffix = ".pbtxt" if text else ".pb"
     return path.with_name(f"{path.stem}.rewritten{suffix}")
 
 
-def _check_output(inp: Path, out: Path):
-    if out.exists() and inp.exists() and out.resolve() == inp.resolve():
-        raise ConfigError(f"output {out} is the input file; choose another -o")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError(f"output directory {parent} does not exist")
-    if out.is_dir():
-        raise ConfigError(f"output {out} is a directory")
+def _output(args):
+    """Where the rewrite goes (checked before any work): -o, or the default name; '-' is stdout, in
+    the input's format unless --format says."""
+    from .io import is_text, resolve_output
+
+    inp = Path(args.input)
+    text = None if args.format is None else args.format == "pbtxt"
+    path = args.output if args.output is not None else _default_output(inp, text)
+    if str(path) == "-" and text is None:
+        text = is_text(inp)
+    return resolve_output(path, text, inputs=[inp], allow_stdout=True)
+
+
+def _check_paths(args) -> None:
+    """Refuse input and output paths that cannot work before TensorFlow's import (seconds) is paid."""
+    from .io import check_graph_path
+
+    for name in ("input", "original", "rewritten", "a", "b"):
+        if getattr(args, name, None) is not None:
+            check_graph_path(getattr(args, name))
+    if args.command == "rewrite":
+        args.out = _output(args)
+        if args.tensorboard and os.path.lexists(args.tensorboard) and not os.path.isdir(args.tensorboard):
+            raise ConfigError(f"--tensorboard {args.tensorboard} is not a directory")
 
 
 def _import_tensorflow_quietly() -> None:
@@ -136,6 +166,8 @@ def _import_tensorflow_quietly() -> None:
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")  # deprecation notices are for TensorFlow's users, not ours
+    except ImportError as e:
+        raise ConfigError(f"cannot import TensorFlow ({shorten(e, 200)}); pip install tensorflow") from None
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -144,12 +176,8 @@ def _import_tensorflow_quietly() -> None:
 
 def _cmd_rewrite(args) -> int:
     from .api import rewrite_to_buffer
-    from .io import save_graph
-
-    inp = Path(args.input)
-    out = Path(args.output) if args.output else _default_output(inp)
-    _check_output(inp, out)
-    from .progress import Progress
+    from .io import Staged
+    from .progress import Progress, print_summary
 
     devices, workers, ps = args.devices, args.workers, []
     if args.cluster:
@@ -159,7 +187,7 @@ def _cmd_rewrite(args) -> int:
             raise ConfigError("give --cluster or --workers, not both")
         devices, ps = cluster_devices(load_cluster(args.cluster), _count(args.devices), args.device_type)
     data, report = rewrite_to_buffer(
-        inp,
+        args.input,
         devices,
         args.rules or "replicated-nccl",
         args.device_type,
@@ -168,48 +196,28 @@ def _cmd_rewrite(args) -> int:
         workers=workers,
         ps_devices=ps,
     )
-    save_graph(data, out)
-    if args.tensorboard:
-        from .io import GraphDef, write_tensorboard
-
-        write_tensorboard(GraphDef.FromString(data), args.tensorboard)
-    if not args.quiet:
-        _print_summary(inp, out, report)
+    # The output is renamed into place last: a failure before (TensorBoard's file, the summary, a
+    # signal) leaves no output file and no temporary behind.
+    with Staged() as staged:
+        events = staged.add_tensorboard(args.tensorboard, data) if args.tensorboard else None
+        staged.add_graph(args.out, data)
+        del data
+        if not args.quiet:
+            stream = sys.stdout if args.out.path is not None else sys.stderr  # stdout holds the graph
+            print_summary(args.input, args.out.shown, report, events, stream)
+        staged.commit()
     return 0
-
-
-def _device_range(devices: list[str]) -> str:
-    if len(devices) > 2:
-        prefix = devices[0].rsplit(":", 1)[0]
-        if all(d == f"{prefix}:{i}" for i, d in enumerate(devices)):
-            return f"{prefix}:0..{len(devices) - 1}"
-    return ", ".join(devices)
-
-
-def _print_summary(inp: Path, out: Path, r) -> None:
-    lines = [
-        f"{PROG}: {inp} -> {out}",
-        f"  towers           {r.towers} on {_device_range(r.devices)} ({r.mode}, rules {r.rules})",
-        f"  variables        {r.variables} ({r.trainable} trainable; "
-        + (
-            f"{r.replicated_variables} with a replica per tower)"
-            if r.mode == "replicated"
-            else "one copy each)"
-        ),
-    ]
-    for run in r.passes:
-        lines.append(f"  {run.pass_.name:<16} {run.result.summary} ({run.seconds * 1000:.0f} ms)")
-    lines.append(f"  nodes            {r.nodes_in} -> {r.nodes_out}")
-    lines.append(f"  time             {r.seconds:.2f} s")
-    for note in r.notes:
-        lines.append(f"  note             {note}")
-    print("\n".join(lines))
 
 
 def _cmd_rules(args) -> int:
     from .passes import REGISTRY
-    from .pipeline import preset_description, preset_names
+    from .pipeline import preset_description, preset_names, presets_dir
 
+    if args.name is not None:
+        if args.name not in preset_names():
+            raise ConfigError(f"unknown preset '{shorten(args.name)}'; presets: {', '.join(preset_names())}")
+        sys.stdout.write((presets_dir() / f"{args.name}.yaml").read_text())
+        return 0
     print("presets (--rules NAME):")
     for name in preset_names():
         print(f"  {name:<24} {preset_description(name)}")
@@ -257,8 +265,6 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    import json
-
     from .execution import verify_rewrite
     from .io import load_graph
 
@@ -274,59 +280,10 @@ def _cmd_verify(args) -> int:
         args.timeout,
         args.runs,
     )
+    from .progress import print_verify
+
     ok = v.ok(args.rtol)
-    c = v.comparison
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "ok": ok,
-                    "towers": v.towers,
-                    "executed": v.executed,
-                    "reason": v.reason,
-                    "problems": v.problems,
-                    "steps": c.steps if c else 0,
-                    "max_rel_diff": c.max_rel_diff if c else {},
-                    "replica_mismatch": c.replica_mismatch if c else {},
-                    "initial_mismatch": c.initial_mismatch if c else {},
-                    "missing": c.missing if c else [],
-                    "runs": v.runs,
-                    "varying_between_runs": v.varying,
-                    "replicas_drifting": v.drifting,
-                },
-                indent=2,
-            )
-        )
-        return 0 if ok else 1
-    for p in v.problems:
-        print(f"problem: {p}")
-    if c is not None:
-        rows = sorted(c.max_rel_diff.items(), key=lambda kv: -kv[1])
-        print(f"{v.towers} towers on CPU, {c.steps} steps; largest relative difference per variable:")
-        for name, d in rows[:15]:
-            print(f"  {d:10.2e}  {name}{'   <-- above ' + format(args.rtol, 'g') if d > args.rtol else ''}")
-        if len(rows) > 15:
-            print(f"  ... {len(rows) - 15} more, all below {rows[15][1]:.2e}")
-        replicas = (
-            "replicas equal their canonical variables"
-            if not c.replica_mismatch
-            else (f"{len(c.replica_mismatch)} replicas differ, e.g. {next(iter(c.replica_mismatch))}")
-        )
-        print(f"  {replicas}")
-        for name in c.initial_mismatch:
-            print(f"  init differs: {name}")
-        for name in c.missing:
-            print(f"  missing from the rewrite: {name}")
-        if v.runs:
-            if v.varying or v.drifting:
-                worst = sorted({**v.varying, **v.drifting}.items(), key=lambda kv: -kv[1])[:3]
-                shown = ", ".join(f"{n} ({d:.2e})" for n, d in worst)
-                print(f"  {v.runs} runs from one state differ (a race in the rewritten step): {shown}")
-            else:
-                print(f"  {v.runs} runs from one state give identical results")
-    elif v.reason:
-        print(v.reason)
-    print(f"{PROG}: verify {'passed' if ok else 'FAILED'}")
+    print_verify(v, ok, args.rtol, args.json)
     return 0 if ok else 1
 
 
@@ -340,33 +297,100 @@ COMMANDS = {
 }
 
 
+class _Signalled(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so temporary files are removed on the way."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_unwind():
+    """SIGINT (as KeyboardInterrupt), SIGTERM and SIGHUP raise where the program is, once: later
+    ones are ignored, so the cleanup the first one starts runs to its end. Signals the caller
+    ignores (nohup's SIGHUP) stay ignored; the caller's handlers come back afterwards."""
+
+    def unwind(signum, frame):
+        for s in saved:
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt if signum == signal.SIGINT else _Signalled(signum)
+
+    saved = {}
+    with contextlib.suppress(ValueError):  # not the main thread: signals stay the caller's
+        for s in SIGNALS:
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                saved[s] = signal.signal(s, unwind)
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr closed: nothing to tell
+        print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status: 0, 1 (a bug in graphpass, or verify/diff found a
+    difference), 2 (bad input or a refusing system), 141 (stdout's reader went away), 128 + N (signal N)."""
+    with _signals_unwind():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:
+            _say(f"{PROG}: interrupted")
+            return 130
+        except _Signalled as e:
+            _say(f"{PROG}: terminated by {signal.Signals(e.signum).name}")
+            return 128 + e.signum
+
+
+def _run(argv: list[str] | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
     except _UsageError as e:
-        print(f"{PROG}: error: {e} (see '{PROG} --help')", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{e} (see '{PROG} --help')") from None
+    except SystemExit as e:  # --help and --version print and exit here
+        return e.code if isinstance(e.code, int) else 0
     if args.command is None:
         parser.print_help()
         return 2
+    _check_paths(args)
     _import_tensorflow_quietly()
+    return COMMANDS[args.command](args)
+
+
+def _main(argv: list[str] | None) -> int:
+    from .io import abandon_stdout
+
     try:
-        return COMMANDS[args.command](args)
+        code = _run(argv)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except GraphpassError as e:
         kind = "internal error (a bug in graphpass)" if e.exit_code == 1 else "error"
-        print(f"{PROG}: {kind}: {e}", file=sys.stderr)
+        _say(f"{PROG}: {kind}: {e}")
         return e.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # stdout's reader has gone (graphpass inspect big.pb | head -1): quietly
+        abandon_stdout()
+        return 141
+    except OSError as e:  # the system refused something: the user's to fix, not a bug
+        where = f"{shorten(e.filename, 200)}: " if e.filename else ""
+        _say(f"{PROG}: error: {where}{e.strerror or shorten(e, 200)}")
+        return 2
+    except MemoryError:
+        _say(f"{PROG}: error: out of memory")
+        return 2
     except Exception as e:  # noqa: BLE001 - the last line of defence: no tracebacks for users
         if os.environ.get("GRAPHPASS_DEBUG"):
             raise
-        print(
-            f"{PROG}: internal error (a bug in graphpass): {type(e).__name__}: {e} "
-            "(set GRAPHPASS_DEBUG=1 for a traceback)",
-            file=sys.stderr,
+        _say(
+            f"{PROG}: internal error (a bug in graphpass): {type(e).__name__}: {shorten(e, 1000)} "
+            "(set GRAPHPASS_DEBUG=1 for a traceback)"
         )
         return 1
 

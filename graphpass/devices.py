@@ -9,20 +9,28 @@ from collections.abc import Sequence
 from tensorflow.python.framework.device_spec import DeviceSpecV2
 
 from . import opdefs
-from .errors import ConfigError
+from .errors import ConfigError, shorten, show
 
 DEVICE_TYPES = ("GPU", "CPU")
 MAX_DEVICES = 4096  # more towers than any cluster has: a typo, not a plan
 
 
 def canonical(device: str) -> str:
-    """The canonical form of a device name ("gpu:1" -> "/device:GPU:1")."""
+    """The canonical form of a device name: "gpu:1", "/GPU:1" and "/device:GPU:1" are
+    "/device:GPU:1"; replica 0 is implied everywhere, and on one machine so are job localhost and
+    task 0 ("/job:localhost/replica:0/task:0/device:CPU:0" is "/device:CPU:0")."""
+    if not isinstance(device, str):
+        raise ConfigError(f"device names must be strings, not {show(device)}")
     try:
         spec = DeviceSpecV2.from_string(device.strip())
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"'{device}' is not a device name ({e})") from None
+        raise ConfigError(f"'{shorten(device)}' is not a device name ({shorten(e, 200)})") from None
     if spec.device_type is None or spec.device_index is None:
-        raise ConfigError(f"'{device}' is not a full device name; expected e.g. /device:GPU:0")
+        raise ConfigError(f"'{shorten(device)}' is not a full device name; expected e.g. /device:GPU:0")
+    if spec.replica == 0:
+        spec = spec.replace(replica=None)
+    if spec.job in (None, "localhost") and spec.task in (None, 0):
+        spec = spec.replace(job=None, task=None)
     return spec.to_string()
 
 
@@ -43,10 +51,10 @@ def parse_devices(
         ConfigError: a count below 1, an unknown device type, a malformed or repeated name.
     """
     if not isinstance(device_type, str) or device_type.upper() not in DEVICE_TYPES:
-        raise ConfigError(f"device type {device_type!r} is not one of {', '.join(DEVICE_TYPES)}")
+        raise ConfigError(f"device type {show(device_type)} is not one of {', '.join(DEVICE_TYPES)}")
     dtype = device_type.upper()
     if isinstance(spec, bool) or not isinstance(spec, (int, str, list, tuple)):
-        raise ConfigError(f"devices must be a count or a list of device names, not {spec!r}")
+        raise ConfigError(f"devices must be a count or a list of device names, not {show(spec)}")
     if isinstance(spec, str) and re.fullmatch(r"\s*-?[0-9]+\s*", spec):
         spec = int(spec)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -65,18 +73,20 @@ def parse_devices(
         raise ConfigError("--workers goes with a device count (--devices N), not a list of devices")
     items = [s for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     if not all(isinstance(s, str) for s in items):
-        raise ConfigError(f"device names must be strings, got {items!r}")
+        raise ConfigError(f"device names must be strings, got {show(items)}")
     items = [s.strip() for s in items if s.strip()]
     if len(items) > MAX_DEVICES:
         raise ConfigError(f"{len(items)} devices is more than graphpass supports ({MAX_DEVICES})")
     if not items:
         raise ConfigError("no devices given")
     devices = [canonical(d) for d in items]
-    seen: set[str] = set()
-    for d in devices:
+    seen: dict[str, str] = {}
+    for given, d in zip(items, devices, strict=True):
         if d in seen:
-            raise ConfigError(f"device {d} is listed twice")
-        seen.add(d)
+            first = seen[d]
+            also = f" (as '{shorten(first)}' and '{shorten(given)}')" if first != given else ""
+            raise ConfigError(f"device {d} is listed twice{also}")
+        seen[d] = given
     return devices
 
 
@@ -112,24 +122,31 @@ def load_cluster(path) -> dict[str, list[str]]:
     "cluster" part; a whole TF_CONFIG is accepted too).
 
     Raises:
-        ConfigError: unreadable, not JSON, or without a worker job.
+        ConfigError: unreadable, not a regular file, over 1 MiB, not JSON, nested too deeply, or
+            without a worker job.
     """
     import json
-    from pathlib import Path
 
+    from .io import MAX_CONFIG_BYTES, read_bounded
+
+    data = read_bounded(path, "cluster spec", MAX_CONFIG_BYTES)
     try:
-        data = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise ConfigError(f"cannot read cluster spec {path}: {e.strerror}") from None
-    except ValueError as e:
-        raise ConfigError(f"cluster spec {path} is not JSON: {e}") from None
+        data = json.loads(data)
+    except RecursionError:
+        raise ConfigError(
+            f"cluster spec {shorten(path, 200)} is nested too deeply to be a cluster spec"
+        ) from None
+    except ValueError as e:  # bad JSON, or bytes in no Unicode encoding
+        raise ConfigError(f"cluster spec {shorten(path, 200)} is not JSON: {shorten(e, 200)}") from None
     if isinstance(data, dict) and isinstance(data.get("cluster"), dict):
         data = data["cluster"]
     if not isinstance(data, dict) or not isinstance(data.get("worker"), list) or not data["worker"]:
-        raise ConfigError(f'cluster spec {path} needs a non-empty "worker" list of host:port')
+        raise ConfigError(f'cluster spec {shorten(path, 200)} needs a non-empty "worker" list of host:port')
     for job, tasks in data.items():
         if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
-            raise ConfigError(f"cluster spec {path}: job '{job}' must be a list of host:port strings")
+            raise ConfigError(
+                f"cluster spec {shorten(path, 200)}: job '{shorten(job)}' must be a list of host:port strings"
+            )
     return data
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import typing
 from dataclasses import dataclass, field
@@ -10,11 +11,15 @@ from pathlib import Path
 import yaml
 
 from .context import RewriteContext
-from .errors import ConfigError, GraphpassError, InternalError, PassFailedError
+from .errors import ConfigError, GraphpassError, InternalError, PassFailedError, shorten, show
+from .io import MAX_CONFIG_BYTES, read_bounded
 from .ir import verify
 from .passes import REGISTRY, Pass, PassResult
 
 DEFAULT_RULES = "replicated-nccl"
+MAX_RULES_BYTES = MAX_CONFIG_BYTES
+MAX_YAML_DEPTH = 64  # a rules file needs 5
+MAX_YAML_EXPANSION = 1 << 22  # nodes and scalar characters once aliases are expanded
 
 
 def presets_dir() -> Path:
@@ -60,38 +65,45 @@ class Pipeline:
                 options, wrong option types.
         """
         text_rules = str(rules)
-        path = Path(text_rules)
-        try:
-            is_file = "\0" not in text_rules and path.is_file()
-        except OSError:
-            is_file = False
-        if path.suffix in (".yaml", ".yml") or is_file or "/" in text_rules:
-            if not is_file:
-                raise ConfigError(f"rules file {text_rules!r} does not exist")
+        looks_like_path = Path(text_rules).suffix in (".yaml", ".yml") or "/" in text_rules
+        exists = "\0" not in text_rules and os.path.lexists(text_rules) and not os.path.isdir(text_rules)
+        if looks_like_path or exists:  # a file, or a device or FIFO (refused unread)
+            data = read_bounded(text_rules, "rules file", MAX_RULES_BYTES)
             try:
-                text = path.read_text()
-            except (OSError, UnicodeDecodeError) as e:
-                raise ConfigError(f"cannot read rules file {path}: {e}") from None
-            return cls.from_yaml(text, str(path))
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"cannot read rules file {shorten(text_rules, 200)}: {e}") from None
+            return cls.from_yaml(text, shorten(text_rules, 200))
         preset = presets_dir() / f"{text_rules}.yaml"
         if text_rules not in preset_names():
             raise ConfigError(
-                f"unknown rules '{text_rules}'; presets: {', '.join(preset_names())} "
+                f"unknown rules '{shorten(text_rules)}'; presets: {', '.join(preset_names())} "
                 "(or give a path to a .yaml file)"
             )
         return cls.from_yaml(preset.read_text(), text_rules)
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<rules>") -> Pipeline:
+        """The pipeline a rules document describes. Composed with PyYAML's safe loader, bounded:
+        at most 1 MiB, 64 levels of nesting, and aliases expanding to at most 4 Mi nodes and
+        characters (an alias bomb is refused before anything is built from it)."""
+        if len(text) > MAX_RULES_BYTES:
+            raise ConfigError(f"{source}: the rules are over {MAX_RULES_BYTES >> 20} MiB")
+        loader = None
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            loader = _BoundedLoader(text)  # its reader checks the characters here
+            root = loader.get_single_node()
         except RecursionError:
             raise ConfigError(f"{source}: the rules are nested too deeply") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"{source}:{mark.line + 1}" if mark else source
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+            what = "refused" if isinstance(e, _Refused) else "malformed YAML"
+            raise ConfigError(f"{where}: {what}: {shorten(problem, 200)}") from None
+        finally:
+            if loader is not None:
+                loader.dispose()
         if root is None:
             raise ConfigError(f"{source}: the rules file is empty; it needs a 'passes:' list")
         if not isinstance(root, yaml.MappingNode):
@@ -100,7 +112,9 @@ class Pipeline:
         unknown = sorted(set(top) - {"passes", "description"})
         if unknown:
             where = _at(source, top[unknown[0]][0])
-            raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid keys: description, passes")
+            raise ConfigError(
+                f"{where}: unknown key '{shorten(unknown[0])}'; valid keys: description, passes"
+            )
         if "passes" not in top:
             raise ConfigError(f"{source}: the rules need a 'passes:' list")
         seq = top["passes"][1]
@@ -154,6 +168,53 @@ class PassRun:
     seconds: float = field(default=0.0)
 
 
+class _Refused(yaml.composer.ComposerError):
+    """A well-formed YAML document beyond graphpass's bounds for a rules file."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents nested more than MAX_YAML_DEPTH deep and aliases
+    whose expansion (nodes, plus the characters of scalars) passes MAX_YAML_EXPANSION, while it
+    composes: each node's expanded size is summed from its children's, once."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> its expanded size, once composed
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._sizes:
+                raise _Refused(
+                    None, None, f"alias *{shorten(event.anchor)} is inside its own anchor", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _Refused(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.ScalarNode):
+            size = 1 + len(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        else:
+            size = 1 + sum(self._sizes[id(v)] for v in node.value)
+        if size > MAX_YAML_EXPANSION:
+            raise _Refused(
+                None,
+                None,
+                f"its aliases expand to over {MAX_YAML_EXPANSION >> 20} Mi nodes and characters (a bomb?)",
+                node.start_mark,
+            )
+        self._sizes[id(node)] = size
+        return node
+
+
 def _at(source: str, node) -> str:
     return f"{source}:{node.start_mark.line + 1}"
 
@@ -170,11 +231,11 @@ def _value(node, source: str = "<rules>"):
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{_at(source, node)}: {problem}") from None
+        raise ConfigError(f"{_at(source, node)}: {shorten(problem, 200)}") from None
     except (ValueError, TypeError, AttributeError, OverflowError) as e:
         # PyYAML's constructors for explicit tags (!!int, !!float, !!timestamp) fail this way
         # on a value that does not fit the tag
-        why = f" ({str(e).splitlines()[0]})" if isinstance(e, ValueError) and str(e) else ""
+        why = f" ({shorten(str(e).splitlines()[0], 200)})" if isinstance(e, ValueError) and str(e) else ""
         raise ConfigError(f"{_at(source, node)}: a value does not fit its explicit YAML tag{why}") from None
     finally:
         loader.dispose()
@@ -194,21 +255,22 @@ def _build_pass(source: str, item) -> Pass:
     cls = REGISTRY.get(name)
     if cls is None:
         raise ConfigError(
-            f"{_at(source, item)}: unknown pass '{name}'; valid passes: {', '.join(sorted(REGISTRY))}"
+            f"{_at(source, item)}: unknown pass '{shorten(name)}'; "
+            f"valid passes: {', '.join(sorted(REGISTRY))}"
         )
     kwargs = {}
     if opts_node is not None and not (
         isinstance(opts_node, yaml.ScalarNode) and _value(opts_node, source) is None
     ):
         if not isinstance(opts_node, yaml.MappingNode):
-            raise ConfigError(f"{_at(source, opts_node)}: the options of '{name}' must be a mapping")
+            raise ConfigError(f"{_at(source, opts_node)}: the options of '{shorten(name)}' must be a mapping")
         options = {o.name: o for o in cls.options()}
         for k_node, v_node in opts_node.value:
             key = _scalar(source, k_node)
             opt = options.get(key)
             if opt is None:
                 raise ConfigError(
-                    f"{_at(source, k_node)}: pass '{name}' has no option '{key}'; valid options: "
+                    f"{_at(source, k_node)}: pass '{name}' has no option '{shorten(key)}'; valid options: "
                     f"{', '.join(options)}"
                 )
             kwargs[key] = _check_type(source, name, opt, v_node)
@@ -223,7 +285,7 @@ def _check_type(source: str, pass_name: str, opt, node):
     choices = opt.choices
     if choices is not None:
         if value not in choices:
-            raise ConfigError(f"{where} is {value!r}; expected one of {', '.join(map(str, choices))}")
+            raise ConfigError(f"{where} is {show(value)}; expected one of {', '.join(map(str, choices))}")
         return value
     t = opt.type
     args = [a for a in typing.get_args(t) if a is not type(None)]
@@ -231,7 +293,7 @@ def _check_type(source: str, pass_name: str, opt, node):
         t = args[0]
     if typing.get_origin(t) is list:
         if not isinstance(value, list) or not all(isinstance(x, str) for x in value) or not value:
-            raise ConfigError(f"{where} is {value!r}; expected a non-empty list of strings")
+            raise ConfigError(f"{where} is {show(value)}; expected a non-empty list of strings")
         return value
     ok = {
         bool: isinstance(value, bool),
@@ -242,5 +304,5 @@ def _check_type(source: str, pass_name: str, opt, node):
     if ok is None:
         raise InternalError(f"option type {t} of pass {pass_name} is not supported by the YAML loader")
     if not ok:
-        raise ConfigError(f"{where} is {value!r}; expected {opt.type_name()}")
+        raise ConfigError(f"{where} is {show(value)}; expected {opt.type_name()}")
     return float(value) if t is float else value

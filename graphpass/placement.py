@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 from . import devices as devmod
 from . import opdefs
@@ -53,11 +54,15 @@ def move_variable(graph: Graph, rw: Rewriter, var: str, device: str) -> str:
     return dev
 
 
-def settle(graph: Graph, rw: Rewriter, default_device: str, skip=frozenset()) -> None:
+def settle(graph: Graph, rw: Rewriter, default_device: str, skip=frozenset(), copies: bool = True) -> None:
     """Give colocated nodes their target's device and unplaced nodes `default_device` (or, for a
     node reading a variable, the variable's device; for ops with no kernel there, the host).
-    Nodes in `skip` were placed consistently when they were made."""
-    for node in graph.nodes():
+    Nodes in `skip` were placed consistently when they were made; so were the tower copies'
+    nodes unless `copies` (only those colocated with something can have moved with it)."""
+    nodes = graph.parsed_nodes()
+    if copies:
+        nodes = chain(nodes, (graph.node(n) for n in graph.colocated_copy_nodes()))
+    for node in nodes:
         if node.name in skip:
             continue
         targets = graph.colocation(node.name)

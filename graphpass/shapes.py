@@ -13,7 +13,8 @@ from tensorflow.python.framework import c_api_util
 from . import opdefs
 from .errors import InternalError, InvalidGraphError
 from .ir import names
-from .ir.graph import GraphDef, NodeDef, node_entries, serialize_nodes
+from .ir.graph import GraphDef, NodeDef
+from .ir.wire import node_entries, serialize_nodes
 
 # Ops whose TensorFlow shape function gives their `output_shapes` attribute, when it is set.
 DECLARING_OPS = frozenset({"If", "StatelessIf", "While", "StatelessWhile"})

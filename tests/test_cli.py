@@ -136,3 +136,32 @@ def test_rules_command_lists_presets_and_passes():
         "algorithm",
     ):
         assert name in r.stdout
+
+
+def test_version_prints_the_package_version_without_loading_tensorflow():
+    import time
+
+    import graphpass
+
+    start = time.monotonic()
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"graphpass {graphpass.__version__}" and r.stderr == ""
+    assert time.monotonic() - start < 3.0
+
+
+def test_rules_name_prints_the_presets_yaml(capsys):
+    from graphpass import cli
+    from graphpass.pipeline import Pipeline, presets_dir
+
+    assert cli.main(["rules", "ps-balanced"]) == 0
+    out = capsys.readouterr().out
+    assert out == (presets_dir() / "ps-balanced.yaml").read_text()
+    assert [p.name for p in Pipeline.from_yaml(out).passes][0] == "replicate"
+
+
+def test_rules_unknown_name_is_one_line_and_exit_2(capsys):
+    from graphpass import cli
+
+    assert cli.main(["rules", "fastest"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown preset 'fastest'; presets: " in err[0] and "replicated-nccl" in err[0]

@@ -3,6 +3,7 @@ big inputs are handled or refused clearly; .meta files are accepted."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -118,6 +119,18 @@ CASES = {
         ["--devices", "/gpu:1,/device:GPU:1"],
         "listed twice",
     ),
+    "one device in two spellings": (
+        lambda t: FIXTURES / "mlp_sgd.pb",
+        ["--devices", "/job:localhost/replica:0/task:0/device:GPU:1,/gpu:1"],
+        r"device /device:GPU:1 is listed twice \(as '/job:localhost/replica:0/task:0/device:GPU:1' and '/gpu:1'\)",
+    ),
+    "input is a FIFO": (
+        lambda t: os.mkfifo(t / "g.pb") or t / "g.pb",
+        [],
+        r"is a FIFO \(named pipe\), not a GraphDef",
+    ),
+    "input is a device": (lambda t: "/dev/zero", [], "is a character device, not a GraphDef file"),
+    "input from stdin": (lambda t: "-", [], "reading a graph from stdin"),
     "batch not divisible by K": (
         lambda t: _write(t, "g.pb", _graph(_static_batch)),
         ["--devices", "4"],
@@ -137,6 +150,24 @@ CASES = {
         lambda t: FIXTURES / "mlp_sgd.pb",
         ["--rules", "{yaml}passes: [replicate: {modes: x}]"],
         "pass 'replicate' has no option 'modes'; valid options: mode",
+    ),
+    "alias bomb in the rules": (
+        lambda t: FIXTURES / "mlp_sgd.pb",
+        [
+            "--rules",
+            "{yaml}passes: [replicate, allreduce: {algorithm: [&a [x, x, x, x, x, x, x, x], "
+            + ", ".join(
+                f"&{c} [" + ", ".join([f"*{p}"] * 8) + "]"
+                for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+            )
+            + "]}]",
+        ],
+        "refused: its aliases expand to over",
+    ),
+    "rules nested too deeply": (
+        lambda t: FIXTURES / "mlp_sgd.pb",
+        ["--rules", "{yaml}passes: " + "[" * 100_000 + "]" * 100_000],
+        "refused: nested more than 64 levels deep",
     ),
     "option of the wrong type": (
         lambda t: FIXTURES / "mlp_sgd.pb",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
-from graphpass.ir.graph import node_entries
+from graphpass.ir.wire import node_entries
 from graphpass.shapes import ShapeOracle, declared_shapes
 
 

@@ -9,10 +9,11 @@ import sys
 from collections import Counter
 
 import pytest
-from tensorflow.core.framework import graph_pb2
+from tensorflow.core.framework import graph_pb2, types_pb2
 
 import graphpass
 from graphpass.io import serialize
+from graphpass.ir import names
 
 from .conftest import ROOT, TRAINING_MODELS
 
@@ -164,7 +165,7 @@ def _fast_equals_slow(monkeypatch, graph_def, **options):
         return serialize(out)
 
     fast = by_name(graphpass.rewrite(graph_def, **options))
-    monkeypatch.setattr(replicate, "BYTE_TEMPLATES", False)
+    monkeypatch.setattr(replicate, "COPY_TOWERS", False)
     slow = by_name(graphpass.rewrite(graph_def, **options))
     assert fast == slow
 
@@ -188,3 +189,74 @@ def test_byte_copies_keep_colocation_targets_of_parsed_nodes_parsed(load_fixture
     node = next(n for n in gd.node if n.name == "global_step/Read/ReadVariableOp")
     node.attr["_class"].list.s[:] = [b"loc:@gradients/mul_grad/tuple/control_dependency"]
     _fast_equals_slow(monkeypatch, gd, devices=3, rules="ps-balanced", device_type="CPU")
+
+
+def _with_tower_strings(graph_def):
+    """`graph_def` with 'tower' where a graph from elsewhere may have it: an unused node named
+    like a tower copy's scope, a string constant naming a tower copy (in the tower), a scope
+    renamed `tower1/`, and a library function named after a tower."""
+    gd = graph_pb2.GraphDef()
+    gd.CopyFrom(graph_def)
+    gd.node.add(name="notes_tower", op="NoOp")
+    text = gd.node.add(name="tower_text", op="Const")
+    text.attr["dtype"].type = types_pb2.DT_STRING
+    text.attr["value"].tensor.dtype = types_pb2.DT_STRING
+    text.attr["value"].tensor.string_val.append(b"tower1/hidden/MatMul tower2/")
+    next(n for n in gd.node if n.name == "hidden/MatMul").input.append("^tower_text")
+    mapping = {n.name: "tower1" + n.name[len("logits") :] for n in gd.node if n.name.startswith("logits/")}
+    for n in gd.node:
+        n.name = mapping.get(n.name, n.name)
+        n.input[:] = [
+            ("^" if r.startswith("^") else "")
+            + mapping.get(names.node_of(r), names.node_of(r))
+            + (r[len(names.node_of(r)) + (1 if r.startswith("^") else 0) :] if ":" in r else "")
+            for r in n.input
+        ]
+        if "_class" in n.attr:
+            n.attr["_class"].list.s[:] = [
+                b"loc:@" + mapping.get(s[5:].decode(), s[5:].decode()).encode()
+                for s in n.attr["_class"].list.s
+            ]
+    gd.library.function.add().signature.name = "tower1_fn"
+    return gd
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(devices=3, rules="replicated-collective", device_type="CPU"),
+        dict(devices=12, rules="replicated-nccl"),
+        dict(
+            devices="/job:tower1/task:0/device:CPU:0,/job:tower1/task:1/device:CPU:0", rules="ps-least-loaded"
+        ),
+        dict(
+            devices=3, rules="ps-balanced", device_type="CPU", ps_devices=["/job:tower1/task:0/device:CPU:0"]
+        ),
+    ],
+)
+def test_tower_strings_in_the_input_change_nothing(load_fixture, monkeypatch, options):
+    """Copies rename only what names a tower copy: the same as building every tower, with every
+    node on a tower's device or a parameter server, and the input's strings as they were."""
+    plain = graphpass.rewrite(load_fixture("mlp_sgd").graph_def, **options)
+    assert {n.device for n in plain.node} <= _allowed(options)  # a ps on job tower1 is kept as is
+    gd = _with_tower_strings(load_fixture("mlp_sgd").graph_def)
+    _fast_equals_slow(monkeypatch, gd, **options)
+    out = graphpass.rewrite(gd, **options)
+    nodes = {n.name: n for n in out.node}
+    from graphpass import devices as devmod
+
+    towers = devmod.parse_devices(options["devices"], options.get("device_type", "GPU"))
+    k = len(towers)
+    text = [n for n in out.node if n.op == "Const" and n.name.endswith("tower_text")]
+    assert [n.name for n in text] == [f"tower{i}/tower_text" for i in range(k)]
+    assert all(list(n.attr["value"].tensor.string_val) == [b"tower1/hidden/MatMul tower2/"] for n in text)
+    assert all(f"tower{i}/tower1/MatMul" in nodes for i in range(k)) and "tower1/kernel" in nodes
+    assert {n.device for n in out.node} <= _allowed(options)
+
+
+def _allowed(options) -> set[str]:
+    """The devices a rewrite with `options` may use: the towers', their hosts', the ps tasks'."""
+    from graphpass import devices as devmod
+
+    towers = devmod.parse_devices(options["devices"], options.get("device_type", "GPU"))
+    return set(towers) | {devmod.host_of(d) for d in towers} | set(options.get("ps_devices", ()))

@@ -11,6 +11,7 @@ from tensorflow.python.framework import tensor_util
 from ..errors import InternalError
 from . import names
 from .graph import Graph, NodeDef
+from .towers import Copy, Template
 
 AttrValue = attr_value_pb2.AttrValue
 
@@ -71,6 +72,16 @@ class Rewriter:
         self._reserved.add(name)
         return name
 
+    def unique_base(self, base: str, prefixes: Iterable[str]) -> str:
+        """`base`, or `base_1`, ...: the first with every `prefix + base` free; all reserved."""
+        prefixes = list(prefixes)
+        name, k = base, 0
+        while any(p + name in self.graph or p + name in self._reserved for p in prefixes):
+            k += 1
+            name = f"{base}_{k}"
+        self._reserved.update(p + name for p in prefixes)
+        return name
+
     # -- creating ------------------------------------------------------------------------
     def add(
         self,
@@ -89,8 +100,62 @@ class Rewriter:
         if targets:
             names.set_colocation(node, targets)
         known = tuple(targets) if names.COLOCATION_ATTR not in (attrs or {}) else None
-        self.graph._insert(node, refs, data, known)
+        self.graph._insert_many([node], [(refs, data, known, None)])
         return node
+
+    def add_many(self, nodes: list[NodeDef], inputs: list | None = None, link: bool = True) -> None:
+        """Add NodeDefs made with `graph.new_node`. `inputs`: per node, None or (refs written,
+        how many are data inputs, colocation targets or None, control producers or None): what
+        the graph would otherwise parse back. `link`: keep the use index exact now (else it is
+        rebuilt when next asked: cheaper for a tower's worth)."""
+        self.graph._insert_many(nodes, inputs, link)
+
+    # -- towers ------------------------------------------------------------------------------
+    def record_tower(self, name: str, index: int, base: str) -> None:
+        """Record node `name` as tower `index`'s node `base` (the tower-`index` counterpart a
+        copy of another tower's template reads where the template reads that tower's `base`)."""
+        self.graph._record_tower(name, index, base)
+
+    def template(self, members: list[str], index: int, prefix: str, renamed_attrs=()) -> Template:
+        """A snapshot of tower `index`'s nodes `members` (named `prefix` + base), to copy."""
+        g = self.graph
+        nodes = [g.node(n) for n in members]
+        return Template(
+            nodes,
+            index,
+            prefix,
+            [g.producers(n) for n in members],
+            [g.colocation(n) for n in members],
+            lambda x: (g.tower_of(x) or (None,))[0] == index,
+            renamed_attrs,
+        )
+
+    def add_copy(
+        self, template: Template, index: int, prefix: str, positions: list[int], devices: list[str]
+    ) -> Copy:
+        """Tower `index`'s copy of `template`'s members `positions`, named `prefix` + base, on
+        `devices`; it reads tower `index`'s counterparts of the template tower's nodes."""
+        g = self.graph
+        member = template.position
+        bases = template.bases
+
+        def rename(x: str) -> str:
+            j = member.get(x)
+            if j is not None:
+                return prefix + bases[j]
+            rec = g.tower_of(x)
+            if rec is None or rec[0] != template.index:
+                return x
+            mine = g.tower_node(index, rec[1])
+            if mine is None:
+                raise InternalError(
+                    f"tower {index} has no counterpart of '{x}' for its copy of tower {template.index}"
+                )
+            return mine
+
+        c = Copy(template, index, prefix, list(positions), list(devices), rename)
+        g._add_copy(c)
+        return c
 
     def const(self, name: str, value, dtype, device: str = "", inputs: Iterable[str] = ()) -> NodeDef:
         proto = tensor_util.make_tensor_proto(np.asarray(value), dtype=dtype)
@@ -104,8 +169,7 @@ class Rewriter:
 
     # -- changing ------------------------------------------------------------------------
     def set_inputs(self, name: str, inputs: Iterable[str]) -> None:
-        self.graph._check_changeable([name])
-        node = self.graph.node(name)
+        node = self.graph._editable(name)
         self.graph._unlink(name)
         refs, data = _ordered(list(inputs))
         del node.input[:]
@@ -114,13 +178,13 @@ class Rewriter:
         self.graph._link(name)
 
     def add_control_inputs(self, name: str, controls: Iterable[str]) -> None:
-        node = self.graph.node(name)
+        node = self.graph.get(name) or self.graph.node(name)
         new = [names.control(c) for c in controls]
         if new:
             self.set_inputs(name, list(node.input) + new)
 
     def set_device(self, name: str, device: str) -> None:
-        self.graph.node(name).device = device
+        self.graph._set_device(name, device)
 
     def drop_function_colocation(self) -> list[str]:
         """Remove `_class` colocation from the bodies of the library's functions; the names of
@@ -140,8 +204,7 @@ class Rewriter:
         return changed
 
     def set_colocation(self, name: str, targets: Iterable[str]) -> None:
-        self.graph._check_changeable([name])
-        node = self.graph.node(name)
+        node = self.graph._editable(name)
         self.graph._unlink(name)
         names.set_colocation(node, list(targets))
         self.graph._link(name)
@@ -149,21 +212,17 @@ class Rewriter:
     def take(self, name: str) -> NodeDef:
         """Remove `name` although it is still read: the caller adds a node of the same name
         that gives the same outputs (a merge, say), so its readers stay as they are."""
-        self.graph._check_changeable([name])
-        node = self.graph.node(name)
+        node = self.graph._editable(name)
         self.graph._delete(name)
         return node
 
     def drop(self, names_: Iterable[str]) -> None:
         """Remove many nodes at once, unchecked: what still reads them must go too, or read a
         node of the same name added later (the final structural check finds any left over)."""
-        names_ = list(names_)
-        self.graph._check_changeable(names_)
-        self.graph._delete_many(names_)
+        self.graph._delete_many(list(names_))
 
     def erase(self, name: str) -> None:
         """Remove a node nobody uses; refusing keeps the graph free of dangling inputs."""
-        self.graph._check_changeable([name])
         users = self.graph.users(name)
         coloc = self.graph.colocation_users(name)
         if users or coloc:

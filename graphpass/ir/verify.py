@@ -14,7 +14,8 @@ from tensorflow.python.framework.device_spec import DeviceSpecV2
 from .. import opdefs
 from ..errors import InternalError, InvalidGraphError
 from . import names
-from .graph import BACK_EDGE_OPS, Graph, find_cycle, without
+from .graph import Graph
+from .walks import BACK_EDGE_OPS, find_cycle, without
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")  # TensorFlow's rule for op names
 
@@ -120,13 +121,22 @@ def check(graph: Graph, devices: bool = True) -> None:
     """
     by_op: dict[str, list] = defaultdict(list)
     unplaced = None
-    for node in graph.nodes():
+    for node in graph.parsed_nodes():
         by_op[node.op].append(node)
         if unplaced is None and not node.device:
-            unplaced = node
+            unplaced = node.name
+    for c in graph.copies:
+        for k in c.live():
+            if k in c.detached:
+                continue
+            op = c.template.ops[c.positions[k]]
+            if op in COLLECTIVE_OPS:
+                by_op[op].append(c.materialize(k))
+            if unplaced is None and not c.devices[k]:
+                unplaced = c.name(k)
     check_edges(graph, by_op)
     if devices and unplaced is not None:
-        raise InternalError(f"node '{unplaced.name}' ({unplaced.op}) has no device")
+        raise InternalError(f"node '{unplaced}' ({graph.node(unplaced).op}) has no device")
     check_collectives(graph, by_op)
     check_packs(graph, by_op)
 
@@ -136,23 +146,24 @@ def check_edges(graph: Graph, by_op: dict[str, list]) -> None:
     colocation targets exist; no cycles but loop back-edges. Linear in the inputs.
 
     The producers come from the graph's parse of each node's inputs (which refuses a data input
-    after a control input); only data inputs are read again, for their output indices.
-    Nodes in blocks are not visited: their edges mirror those of the parsed tower they copy,
-    which is checked here, so they can neither dangle nor close a cycle. An input that reads one
-    is checked against that twin.
+    after a control input); only data inputs are read again, for their output indices. A copy's
+    unchanged nodes are not visited one by one: their template tower was checked when it was
+    parsed, and they read what it reads, renamed for their tower; so here each copy's renamed
+    inputs must exist, and cycles are looked for through a summary of each copy (which of the
+    nodes it reads reach which of its nodes that others read).
     """
-    nodes = graph._nodes
-    has = nodes.__contains__
+    has = graph.__contains__
     back = {node.name for op in BACK_EDGE_OPS for node in by_op.get(op, ())}
     outputs: dict[str, int] = {}
     preds: dict[str, tuple] = {}
-    for name in nodes:
+    for node in graph.parsed_nodes():
+        name = node.name
         parsed = graph.producers(name)
-        for producer, index in graph._output_reads(name):
+        for producer, index in graph.output_reads(name):
             have = outputs.get(producer)
             if have is None:
-                twin = graph.twin(producer)
-                have = outputs[producer] = _num_outputs(twin) if twin is not None else 1 << 30
+                known = graph.get(producer)
+                have = outputs[producer] = _num_outputs(known) if known is not None else 1 << 30
             if index >= have:
                 raise InternalError(f"node '{name}' reads output {index} of '{producer}' (it has {have})")
         preds[name] = without(parsed, back)
@@ -161,12 +172,128 @@ def check_edges(graph: Graph, by_op: dict[str, list]) -> None:
                 raise InternalError(f"node '{name}' is colocated with missing node '{target}'")
     missing = set(filterfalse(has, chain.from_iterable(chain.from_iterable(preds.values()))))
     for p in sorted(missing):
-        if graph.twin(p) is None:
-            reader = next(n for n, (data, ctrl) in preds.items() if p in data or p in ctrl)
-            raise InternalError(f"node '{reader}' reads '{p}', which does not exist")
+        reader = next(n for n, (data, ctrl) in preds.items() if p in data or p in ctrl)
+        raise InternalError(f"node '{reader}' reads '{p}', which does not exist")
+    if graph.copies:
+        referenced = set(chain.from_iterable(chain.from_iterable(preds.values())))
+        exits: dict[int, set[int]] = defaultdict(set)  # per template: members read from outside
+        by_prefix = {c.prefix: c for c in graph.copies}
+        for name in referenced:
+            c = by_prefix.get(name[: name.find("/") + 1])
+            if c is not None:
+                k = c.slot_of.get(name[len(c.prefix) :])
+                if k is not None:
+                    exits[id(c.template)].add(c.positions[k])
+        summaries: dict = {}
+        for c in graph.copies:
+            preds.update(_copy_preds(graph, c, referenced, exits[id(c.template)], summaries))
     cycle = find_cycle(preds)
     if cycle:
         raise InternalError(f"the graph has a cycle through node(s) {', '.join(cycle[:5])}")
+
+
+def _copy_preds(graph: Graph, c, referenced: set[str], exits: set[int], summaries: dict) -> dict[str, tuple]:
+    """For the cycle search, copy `c` summarised: each of its nodes that a node outside it reads
+    gets, as producers, stand-ins for the outside nodes it depends on within the copy (those
+    with inputs: the others close no cycle), one stand-in per set of them reaching the same
+    ones. Checks on the way that every outside node the copy reads exists."""
+    t = c.template
+    live = tuple(c.positions[k] for k in c.live() if k not in c.detached)
+    summary = summaries.get((id(t), live))
+    if summary is None:
+        summary = summaries[id(t), live] = _summary(graph, t, live, exits)
+    own, groups = summary
+    for e in own:
+        if c.rename(e) not in graph:
+            raise InternalError(
+                f"tower {c.index}'s copy of tower {t.index} reads '{c.rename(e)}', which does not exist"
+            )
+    out: dict[str, tuple] = {}
+    exit_hubs: dict[int, list[str]] = {}
+    for n, (bits, group) in enumerate(groups):
+        hub = f"\0{c.prefix}{n}"  # no node is named so
+        out[hub] = (tuple(map(c.rename, group)), ())
+        for j in bits:
+            exit_hubs.setdefault(j, []).append(hub)
+    bases = t.bases
+    for j, hubs in exit_hubs.items():
+        name = c.prefix + bases[j]
+        if name in referenced:
+            out[name] = (tuple(hubs), ())
+    return out
+
+
+def _summary(graph: Graph, t, live: tuple[int, ...], read: set[int]):
+    """For template `t`'s members `live`: the outside nodes of its own tower they read (a copy
+    reads its tower's counterparts, to be checked per copy), and, grouped by the members read
+    from outside (the exits) they reach within the copy, the outside nodes with inputs they read."""
+    member = set(live)
+    position = t.position
+    outside: dict[int, list[str]] = {}
+    own: set[str] = set()
+    for j in live:
+        data, ctrl = t.producers[j]
+        ext = [p for p in dict.fromkeys(data + ctrl) if position.get(p) not in member]
+        for p in ext:
+            if p not in graph:
+                raise InternalError(f"'{t.names[j]}', copied as a tower, reads '{p}', which does not exist")
+            if (graph.tower_of(p) or (None,))[0] == t.index:
+                own.add(p)
+        ext = [p for p in ext if any(graph.producers(p))]
+        if ext:
+            outside[j] = ext
+    exits = [j for j in live if j in read]
+    bit = {j: 1 << i for i, j in enumerate(exits)}
+    reach: dict[int, int] = {}
+    for j in reversed(_members_in_order(t, member)):  # what member j reaches among the exits
+        b = bit.get(j, 0)
+        for u in t.readers.get(t.names[j], ()):
+            if u in member and t.ops[u] not in BACK_EDGE_OPS:
+                b |= reach.get(u, 0)
+        reach[j] = b
+    masks: dict[str, int] = {}
+    for j, ext in outside.items():
+        b = reach.get(j, 0)
+        if b:
+            for e in ext:
+                masks[e] = masks.get(e, 0) | b
+    by_mask: dict[int, list[str]] = {}
+    for e, mask in sorted(masks.items()):
+        by_mask.setdefault(mask, []).append(e)
+    groups = []
+    for mask, group in sorted(by_mask.items()):
+        bits = []
+        while mask:
+            low = mask & -mask
+            bits.append(exits[low.bit_length() - 1])
+            mask ^= low
+        groups.append((bits, group))
+    return sorted(own), groups
+
+
+def _members_in_order(t, member: set[int]) -> list[int]:
+    """The template positions `member` in an order where each comes after the members it reads
+    (loop back-edges aside)."""
+    pending = {}
+    users: dict[int, list[int]] = {}
+    position = t.position
+    for j in member:
+        data, ctrl = t.producers[j]
+        ins = [position[p] for p in dict.fromkeys(data + ctrl) if position.get(p) in member]
+        ins = [i for i in ins if t.ops[i] not in BACK_EDGE_OPS]
+        pending[j] = len(ins)
+        for i in ins:
+            users.setdefault(i, []).append(j)
+    ready = sorted(j for j in member if not pending[j])
+    out = []
+    while ready:
+        j = ready.pop()
+        out.append(j)
+        for u in users.get(j, ()):
+            pending[u] -= 1
+            if not pending[u]:
+                ready.append(u)
+    return out
 
 
 def _num_outputs(node) -> int:

@@ -33,9 +33,8 @@ from ..context import Reduction, RewriteContext
 from ..errors import ConfigError, InvalidGraphError
 from ..io import MAX_GRAPH_BYTES
 from ..ir import names
-from ..ir.graph import Block, NodeDef
+from ..ir.graph import NodeDef
 from ..ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
-from ..ir.templates import Copy, Template, copy_plan, entries, subset, template
 from .base import Pass, PassResult, option
 
 FLOAT_TYPES = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE, types_pb2.DT_BFLOAT16)
@@ -44,9 +43,9 @@ OUTPUT_SHAPES = "_output_shapes"
 # Names that identify a run-time object and must differ between towers: a v1 while loop's frame
 # (towers sharing a frame name would share one loop), and explicitly named stacks/TensorArrays.
 PER_TOWER_NAME_ATTRS = ("frame_name", "stack_name", "tensor_array_name")
-# Towers after the first of each digit count are renamed byte copies of a template tower (fast,
-# and safe when the input graph contains no "tower" string). Tests turn it off to compare.
-BYTE_TEMPLATES = True
+# Towers after the first of each digit count are copies of a template tower, kept as its bytes
+# (ir/towers.py). Tests turn it off to build every tower from the plans, and compare.
+COPY_TOWERS = True
 
 
 @dataclass
@@ -57,8 +56,8 @@ class _Template:
     names: list[str]  # its nodes, in order: replicas and mirrors, then the members
     bases: frozenset[str]  # their names without the tower prefix
     extras: int  # how many replicas and mirrors
-    serialized: Template | None = None  # made at output time, once
-    entries: dict | None = None  # serialized's node entries by name
+    renamed: list  # per node, the attrs whose value begins with the tower's prefix
+    snapshot: object = None  # the IR's template (ir/towers.py), made once
     slots: list | None = None  # per node, what its copies' devices depend on
 
 
@@ -330,7 +329,7 @@ class _Replicator:
 
     def _insert_placed(self, nodes: list, link: bool = True, inputs: list | None = None) -> None:
         """Add nodes made in bulk, already on their final devices (settle leaves them be)."""
-        self.g._insert_many(nodes, link=link, inputs=inputs)
+        self.rw.add_many(nodes, inputs, link)
         self.cloned.update(n.name for n in nodes)
 
     def _replica_ref(self, ref: str, i: int) -> str:
@@ -370,6 +369,7 @@ class _Replicator:
                     [names.tensor(base, i)],
                     {"T": type_attr(inp.dtype)},
                 )
+                self.rw.record_tower(shard.name, i, name)
                 self.rw.set_device(shard.name, devmod.for_node(shard, self.devices[i]))
             self.shards[name] = base
 
@@ -453,12 +453,7 @@ class _Replicator:
         tower 0, when safe: as renamed bytes of the template."""
         region = set(self.order)
         members = [n for n in self.order if n not in self.tower0_only]
-        fast = (
-            BYTE_TEMPLATES
-            and b"tower" not in self.ctx.shapes.source_bytes
-            and not any("tower" in d for d in self.devices)
-        )
-        if not fast or self.k == 1:
+        if not COPY_TOWERS or self.k == 1:
             for i in range(self.k):
                 self.ctx.progress.update("replicate: tower", i, self.k)
                 extras = self._tower_extras(i) if i > 0 and self.replicated else []
@@ -470,10 +465,12 @@ class _Replicator:
         for i in (10**d for d in range(len(str(self.k - 1)))):  # 1, 10, 100, ... below K
             if i < self.k:
                 extras = self._tower_extras(i) if self.replicated else []
-                names_ = [n.name for n in self._clone_with_plans(i, members, region, extras)]
+                made = self._clone_with_plans(i, members, region, extras)
+                names_ = [n.name for n in made]
                 prefix = len(f"tower{i}/")
+                renamed = [_renamed_attrs(n, f"tower{i}/") for n in made]
                 templates[len(str(i))] = _Template(
-                    i, names_, frozenset(n[prefix:] for n in names_), len(extras)
+                    i, names_, frozenset(n[prefix:] for n in names_), len(extras), renamed
                 )
         for i in range(self.k):
             self.ctx.progress.update("replicate: tower", i, self.k)
@@ -687,33 +684,24 @@ class _Replicator:
             written.append((refs, data, tuple(targets), ctrl))
             out.append(node)
         self._insert_placed(out, link=False, inputs=written)
+        for node in out[: len(extras)]:
+            self.rw.record_tower(node.name, i, node.name[len(prefix) :])
+        for n in members:
+            self.rw.record_tower(prefix + n, i, n)
         return out
 
     def _clone_from_template(
         self, i: int, members: list[str], t: _Template, keep: list[bool] | None = None
     ) -> None:
-        """Tower i as a block: template tower t.index's bytes (its members where `keep`, not its
-        replicas), renamed, written at output time (so that later passes' placement of the
-        template is seen). The template has as many digits: the renamed prefix keeps its length."""
-        renames = [(f"tower{t.index}/".encode(), f"tower{i}/".encode())]
+        """Tower i as a copy of template tower t.index (its members where `keep`, not its
+        replicas); the template has as many digits, so the renamed prefix keeps its length."""
         if keep is None:
             chosen = list(range(len(t.names)))
         else:
             chosen = [t.extras + j for j, k in enumerate(keep) if k]
-
-        def render() -> Copy:
-            if t.serialized is None:
-                t.serialized = template([self.g.node(n) for n in t.names])
-            source = t.serialized if keep is None else subset(t.serialized, chosen)
-            return copy_plan(source, renames, self._copy_devices(i, t, members, chosen))
-
-        def serialized() -> dict:
-            if t.entries is None:
-                t.entries = entries(t.serialized, t.names)
-            return t.entries
-
-        bases = t.bases if keep is None else frozenset(n for n, k in zip(members, keep, strict=True) if k)
-        self.g._add_block(Block(f"tower{i}/", f"tower{t.index}/", bases, render, serialized))
+        if t.snapshot is None:
+            t.snapshot = self.rw.template(t.names, t.index, f"tower{t.index}/", t.renamed)
+        self.rw.add_copy(t.snapshot, i, f"tower{i}/", chosen, self._copy_devices(i, t, members, chosen))
 
     def _copy_devices(self, i: int, t: _Template, members: list[str], chosen: list[int]) -> list[str]:
         """Where tower i's copies of template t's nodes `chosen` run: by the same rules as the
@@ -723,7 +711,7 @@ class _Replicator:
             extras = self._extras_devices(t.index) if self.replicated else []
             kinds = [None] * len(extras) + [self.plans[n][3] for n in members]
             planned = extras + [self._device(kind, t.index) for kind in kinds[len(extras) :]]
-            now = t.serialized.devices
+            now = t.snapshot.devices
             # A slot: the device itself (moved, or a replica/mirror: computed per tower), or
             # the placement kind, whose device per tower is looked up once per distinct kind.
             one_type = len(set(self._types.values())) == 1
@@ -783,10 +771,12 @@ class _Replicator:
             key = self._sink_key(grad)
             if self.replicated:
                 outs = []
+                base = self.rw.unique_base(f"reduced_grads/{key}", [f"tower{i}/" for i in range(self.k)])
                 for i in range(self.k):
-                    name = self.rw.unique_name(names.tower_name(i, f"reduced_grads/{key}"))
+                    name = names.tower_name(i, base)
                     copy = names.tensor(names.tower_name(i, producer), index)
                     self.rw.add(name, "Identity", [copy], {"T": type_attr(dtype)}, self.devices[i])
+                    self.rw.record_tower(name, i, base)
                     outs.append(name)
             else:
                 name = self.rw.unique_name(f"reduced_grads/{key}")
@@ -1074,4 +1064,11 @@ class _Replicator:
         # The copies go in last, in bulk: everything above asks who reads the originals, and the
         # use index needs no rebuild for that.
         self._clone_towers()
-        placement.settle(self.g, self.rw, self.devices[0], skip=self.cloned)
+        placement.settle(self.g, self.rw, self.devices[0], skip=self.cloned, copies=False)
+
+
+def _renamed_attrs(node, prefix: str) -> tuple[str, ...]:
+    """The attrs of a tower copy that the rewrite began with its tower's prefix: loop frame,
+    stack and TensorArray names, and a replica's shared name."""
+    keys = [k for k in (*PER_TOWER_NAME_ATTRS, "shared_name") if k in node.attr and node.attr[k].s]
+    return tuple(k for k in keys if node.attr[k].s.startswith(prefix.encode()))

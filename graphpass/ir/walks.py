@@ -1,0 +1,59 @@
+"""Whole-graph walks over (data, control) producer maps: cycles and loop back-edges."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain
+
+BACK_EDGE_OPS = frozenset({"NextIteration", "RefNextIteration"})
+
+
+def without(producers: tuple[tuple[str, ...], tuple[str, ...]], back: set[str]):
+    """(data, control) `producers` without the nodes in `back` (keeping shared tuples shared)."""
+    if not back:
+        return producers
+    data, ctrl = producers
+    if not back.isdisjoint(data):
+        data = tuple(p for p in data if p not in back)
+    if not back.isdisjoint(ctrl):
+        ctrl = tuple(p for p in ctrl if p not in back)
+    return data, ctrl
+
+
+def find_cycle(preds: dict[str, tuple[Sequence[str], Sequence[str]]]) -> list[str]:
+    """The nodes of a cycle (sorted) in the graph whose edges run into each node from its
+    (data, control) producers `preds[node]`, or [] if there is none. Iterative depth-first
+    search, linear in the edges; names missing from `preds` have no inputs. A control tuple that
+    nodes share (one object) is walked once: when the first of them is done, so are its members."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    walked: set[int] = set()
+    none = ((), ())
+
+    def inputs(n: str):
+        data, ctrl = preds.get(n, none)
+        return chain(data, ctrl) if ctrl and id(ctrl) not in walked else iter(data)
+
+    for root in preds:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [inputs(root)]
+        while stack:
+            for p in stack[-1]:
+                seen = state.get(p)
+                if seen is None:
+                    state[p] = 1
+                    path.append(p)
+                    stack.append(inputs(p))
+                    break
+                if seen == 1:
+                    return sorted(path[path.index(p) :])
+            else:
+                done = path.pop()
+                state[done] = 2
+                ctrl = preds.get(done, none)[1]
+                if ctrl:
+                    walked.add(id(ctrl))
+                stack.pop()
+    return []
