@@ -164,7 +164,7 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
         raise InvalidGraphError(f"expected a GraphDef or a path, got {type(graph).__name__}")
     nodes_in = len(g)
     if data is None:
-        data = g._source.SerializeToString()
+        data = g.source_bytes()
     shapes = ShapeOracle(data, g.names(), g.versions, g.library)
     del data  # from here on, the graph and the oracle hold what the output will not need
     info = analysis.analyze(g, describe=False)
@@ -176,7 +176,7 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
             "gradients are reduced where the updates read them"
         )
     runs = pipeline.run(ctx, verify_each=verify_each)
-    verify.check(g)
+    verify.check(g, packs=ctx.packs)
     shapes.close()
     nodes_out = len(g)
     data = g.finish()

@@ -43,6 +43,35 @@ class Reduction:
         return n
 
 
+@dataclass(frozen=True)
+class Pack:
+    """One group of gradients that pack-gradients concatenated (one dtype, and in parameter-server
+    mode one destination device), as it built it: what went in, what it became, and the nodes
+    that cut and restore it. The allreduce pass and the structural verifier read packs from here,
+    never from node names.
+
+    Per tower (the pack side) and per output of the pieces' reductions (the unpack side) there is
+    a concatenation and a split; either is "" where there was nothing to join or cut (one
+    gradient, one piece).
+    """
+
+    index: int  # the group's number: its nodes are under naming.pack_scope(index)
+    gradients: tuple[str, ...]  # keys of the reductions packed, in pack order
+    sizes: tuple[int, ...]  # elements of each gradient
+    pieces: tuple[str, ...]  # keys of the reductions the pack was cut into
+    piece_sizes: tuple[int, ...]  # elements of each piece
+    concats: tuple[str, ...]  # per tower: ConcatV2 of the flattened gradients
+    splits: tuple[str, ...]  # per tower: SplitV of that into the pieces
+    unpack_concats: tuple[str, ...]  # per output: ConcatV2 of the reduced pieces
+    unpack_splits: tuple[str, ...]  # per output: SplitV of that back into the gradients
+    reshapes: tuple[tuple[str, ...], ...]  # per output, per gradient: the Reshape to its shape
+
+    @property
+    def label(self) -> str:
+        """How messages name the pack: `pack{index}`."""
+        return f"pack{self.index}"
+
+
 @dataclass
 class RewriteContext:
     """Shared state of one pipeline run over one graph."""
@@ -57,6 +86,7 @@ class RewriteContext:
     replicas: dict[str, list[str]] = field(default_factory=dict)
     pending: list[Reduction] = field(default_factory=list)
     reduced: list[tuple[Reduction, str]] = field(default_factory=list)
+    packs: list[Pack] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     progress: Progress = SILENT
     ps_devices: list[str] = field(default_factory=list)

@@ -1,108 +1,62 @@
-"""A readable, deterministic diff of two GraphDefs: nodes added, removed and changed, grouped by scope."""
+"""Diffing two GraphDefs: nodes matched by name, field-level changes of each node, graph-level lines.
+
+The result and its text live in diff_report, attribute values in diff_values; both re-exported here.
+"""
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
-import re
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from google.protobuf import text_format
-from tensorflow.core.framework import attr_value_pb2, graph_pb2, types_pb2
+from tensorflow.core.framework import graph_pb2
 
+from .diff_report import (
+    CHANGES_PER_NODE,
+    COLLAPSE_AT,
+    NAMES_SHOWN,
+    GraphDiff,
+    NodeChange,
+    NodeInfo,
+    natural_key,
+)
+from .diff_values import (
+    SMALL_TENSOR,
+    VALUE_CHARS,
+    attr_text,
+    cut,
+    cut_pair,
+    format_attr,
+    format_shape,
+    format_tensor,
+)
 from .errors import InvalidGraphError
 from .ir import names
 
+__all__ = [
+    "CHANGES_PER_NODE",
+    "COLLAPSE_AT",
+    "KNOWN_NODE_FIELDS",
+    "NAMES_SHOWN",
+    "SMALL_TENSOR",
+    "VALUE_CHARS",
+    "GraphDef",
+    "GraphDiff",
+    "NodeChange",
+    "NodeInfo",
+    "diff_files",
+    "diff_graphs",
+    "diff_pbtxt",
+    "format_attr",
+    "format_shape",
+    "format_tensor",
+    "natural_key",
+    "node_changes",
+]
+
 GraphDef = graph_pb2.GraphDef
 
-VALUE_CHARS = 60  # an attribute value longer than this is cut with "..."
-SMALL_TENSOR = 8  # tensors with at most this many elements show their values
-COLLAPSE_AT = 5  # a scope with this many added (or removed) nodes is one line unless expanded
-NAMES_SHOWN = 3  # nodes with identical changes: names listed before "+N more"
-CHANGES_PER_NODE = 8  # field changes shown per node unless expanded
 KNOWN_NODE_FIELDS = ("name", "op", "input", "device", "attr")
-_DIGITS = re.compile(r"(\d+)")
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """An added or removed node: enough to say what it was."""
-
-    name: str
-    op: str
-    device: str
-
-
-@dataclass(frozen=True)
-class NodeChange:
-    """A node present in both graphs whose NodeDef differs; `changes` are one rendered line each."""
-
-    name: str
-    op: str
-    changes: tuple[str, ...]
-
-
-@dataclass
-class GraphDiff:
-    """The differences between graph A and graph B; `render()` makes the text."""
-
-    a_label: str
-    b_label: str
-    a_nodes: int
-    b_nodes: int
-    added: list[NodeInfo] = field(default_factory=list)
-    removed: list[NodeInfo] = field(default_factory=list)
-    changed: list[NodeChange] = field(default_factory=list)
-    graph_lines: list[str] = field(default_factory=list)  # library, versions, node order, other fields
-
-    @property
-    def identical(self) -> bool:
-        """True when nothing differs (the GraphDefs are equal, node order included)."""
-        return not (self.added or self.removed or self.changed or self.graph_lines)
-
-    def summary(self) -> str:
-        """The header line, e.g. "A -> B: +120 nodes, -3 nodes, 14 changed (101 -> 218 nodes)"."""
-        head = f"{self.a_label} -> {self.b_label}:"
-        if self.identical:
-            return f"{head} graphs are identical ({self.a_nodes} nodes)"
-        parts = [f"+{len(self.added)} nodes", f"-{len(self.removed)} nodes", f"{len(self.changed)} changed"]
-        if not (self.added or self.removed or self.changed):
-            parts = ["no node differs"]
-        return f"{head} {', '.join(parts)} ({self.a_nodes} -> {self.b_nodes} nodes)"
-
-    def render(self, max_lines: int | None = None, expand: bool = False) -> str:
-        """The diff as text: the summary line, then graph-level lines, removed, added and changed nodes.
-
-        Args:
-            max_lines: keep at most this many lines (at least 2), the last saying how many were
-                left out. None keeps every line.
-            expand: list every added/removed node instead of one line per crowded scope, every node
-                with identical changes on its own, and every field change of a node.
-        Returns:
-            The text, lines joined by newlines, no trailing newline; the same for the same graphs.
-        """
-        lines = [self.summary()]
-        lines += [f"  {line}" for line in self.graph_lines]
-        if self.removed:
-            lines.append(f"removed ({len(self.removed)}):")
-            lines += _node_lines("-", self.removed, expand)
-        if self.added:
-            lines.append(f"added ({len(self.added)}):")
-            lines += _node_lines("+", self.added, expand)
-        if self.changed:
-            lines.append(f"changed ({len(self.changed)}):")
-            lines += _change_lines(self.changed, expand)
-        if max_lines is not None and len(lines) > max_lines:
-            keep = max(max_lines, 2) - 1
-            left = len(lines) - keep
-            lines = lines[:keep] + [f"... {left} more lines"]
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.render()
 
 
 def diff_graphs(a: GraphDef, b: GraphDef, a_label: str = "A", b_label: str = "B") -> GraphDiff:
@@ -164,11 +118,6 @@ def diff_pbtxt(a_text: str, b_text: str, a_label: str = "A", b_label: str = "B")
     return diff_graphs(graphs[0], graphs[1], a_label, b_label)
 
 
-def natural_key(name: str) -> tuple:
-    """Sort key putting tower2 before tower10 (ties broken by the plain string)."""
-    return tuple(int(p) if p.isdigit() else p for p in _DIGITS.split(name)), name
-
-
 # -- nodes ---------------------------------------------------------------------------------
 
 
@@ -208,11 +157,11 @@ def node_changes(a, b) -> list[str]:
         elif key not in a.attr:
             lines.append(f"attr +{key}: {format_attr(b.attr[key])}")
         elif a.attr[key] != b.attr[key]:
-            before, after = _attr_text(a.attr[key]), _attr_text(b.attr[key])
+            before, after = attr_text(a.attr[key]), attr_text(b.attr[key])
             if before == after:
-                lines.append(f"attr {key}: {_cut(before)} (same value, different encoding)")
+                lines.append(f"attr {key}: {cut(before)} (same value, different encoding)")
             else:
-                before, after = _cut_pair(before, after)
+                before, after = cut_pair(before, after)
                 lines.append(f"attr {key}: {before} -> {after}")
     other = [f.name for f in a.DESCRIPTOR.fields if f.name not in KNOWN_NODE_FIELDS]
     differing = [f for f in other if getattr(a, f) != getattr(b, f)]
@@ -233,7 +182,7 @@ def _input_changes(a: list[str], b: list[str]) -> list[str]:
     lines: list[str] = []
     if data_a != data_b:
         if sorted(data_a) == sorted(data_b):
-            before, after = _cut_pair(_list_str(data_a), _list_str(data_b))
+            before, after = cut_pair(_list_str(data_a), _list_str(data_b))
             lines.append(f"inputs reordered: {before} -> {after}")
         else:
             matcher = difflib.SequenceMatcher(a=data_a, b=data_b, autojunk=False)
@@ -254,200 +203,13 @@ def _input_changes(a: list[str], b: list[str]) -> list[str]:
             same = sorted(ctrl_a) == sorted(ctrl_b)
             lines.append("control inputs reordered" if same else "control inputs repeated differently")
     if not lines:  # the same data and control inputs, interleaved differently
-        before, after = _cut_pair(_list_str(a), _list_str(b))
+        before, after = cut_pair(_list_str(a), _list_str(b))
         lines.append(f"inputs: {before} -> {after}")
     return lines
 
 
 def _list_str(items: list[str]) -> str:
     return "[" + ", ".join(items) + "]"
-
-
-def _node_lines(sign: str, nodes: list[NodeInfo], expand: bool) -> list[str]:
-    """One line per node, or per first-level scope holding COLLAPSE_AT nodes or more."""
-    groups: dict[str, list[NodeInfo]] = {}
-    for node in nodes:
-        head, sep, _ = node.name.partition("/")
-        groups.setdefault(head + sep if sep else node.name, []).append(node)
-    lines = []
-    for scope in sorted(groups, key=natural_key):
-        members = groups[scope]
-        if expand or len(members) < COLLAPSE_AT or not scope.endswith("/"):
-            lines += [f"  {sign} {n.name} ({_where(n)})" for n in members]
-            continue
-        lines.append(f"  {sign} {scope}...  {len(members)} nodes {_devices(members)}({_op_counts(members)})")
-    return lines
-
-
-def _where(node: NodeInfo) -> str:
-    return f"{node.op} on {node.device}" if node.device else node.op
-
-
-def _devices(nodes: Iterable[NodeInfo]) -> str:
-    devices = sorted({n.device for n in nodes if n.device})
-    if not devices:
-        return ""
-    if len(devices) <= 2:
-        return f"on {', '.join(devices)} "
-    return f"on {len(devices)} devices "
-
-
-def _op_counts(nodes: Iterable[NodeInfo], shown: int = 4) -> str:
-    counts = Counter(n.op for n in nodes)
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    text = ", ".join(f"{count} {op}" for op, count in ranked[:shown])
-    if len(ranked) > shown:
-        text += f", +{len(ranked) - shown} op types"
-    return text
-
-
-def _change_lines(changed: list[NodeChange], expand: bool) -> list[str]:
-    """Changed nodes; unless expanded, nodes with the same op and the same changes share one entry."""
-    groups: dict[tuple, list[str]] = {}
-    for change in changed:
-        key = (change.op, change.changes) if not expand else (change.op, change.changes, change.name)
-        groups.setdefault(key, []).append(change.name)
-    lines = []
-    for key in sorted(groups, key=lambda k: natural_key(groups[k][0])):
-        op, changes = key[0], key[1]
-        members = groups[key]
-        shown = ", ".join(members[:NAMES_SHOWN])
-        if len(members) > NAMES_SHOWN:
-            shown += f" (+{len(members) - NAMES_SHOWN} more with the same changes)"
-        lines.append(f"  ~ {shown} ({op})")
-        limit = len(changes) if expand else CHANGES_PER_NODE
-        lines += [f"      {c}" for c in changes[:limit]]
-        if len(changes) > limit:
-            lines.append(f"      ... {len(changes) - limit} more changes")
-    return lines
-
-
-# -- attribute values ----------------------------------------------------------------------
-
-
-def format_attr(value: attr_value_pb2.AttrValue) -> str:
-    """A short, deterministic text for an AttrValue: DT_FLOAT, [2,3], "str", DT_INT32[] 2, [a, b].
-
-    Args:
-        value: the AttrValue.
-    Returns:
-        The text, cut to about VALUE_CHARS characters with "...".
-    """
-    return _cut(_attr_text(value))
-
-
-def _attr_text(value: attr_value_pb2.AttrValue) -> str:
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return "(empty)"
-    if kind == "s":
-        return _bytes_text(value.s)
-    if kind == "i":
-        return str(value.i)
-    if kind == "f":
-        return _float_text(value.f)
-    if kind == "b":
-        return "true" if value.b else "false"
-    if kind == "type":
-        return _type_name(value.type)
-    if kind == "shape":
-        return format_shape(value.shape)
-    if kind == "tensor":
-        return format_tensor(value.tensor)
-    if kind == "func":
-        return _func_text(value.func)
-    if kind == "placeholder":
-        return f"${value.placeholder}"
-    return _list_text(value.list)
-
-
-def _list_text(lst: attr_value_pb2.AttrValue.ListValue) -> str:
-    items: list[str] = []
-    items += [_bytes_text(s) for s in lst.s]
-    items += [str(i) for i in lst.i]
-    items += [_float_text(f) for f in lst.f]
-    items += ["true" if b else "false" for b in lst.b]
-    items += [_type_name(t) for t in lst.type]
-    items += [format_shape(s) for s in lst.shape]
-    items += [format_tensor(t) for t in lst.tensor]
-    items += [_func_text(f) for f in lst.func]
-    return "[" + ", ".join(items) + "]"
-
-
-def _bytes_text(data: bytes) -> str:
-    return '"' + data.decode("utf-8", "backslashreplace").replace('"', '\\"') + '"'
-
-
-def _float_text(value: float) -> str:
-    import numpy as np
-
-    return str(np.float32(value))
-
-
-def _type_name(dtype: int) -> str:
-    try:
-        return types_pb2.DataType.Name(dtype)
-    except ValueError:
-        return f"DT_{dtype}"
-
-
-def _func_text(func) -> str:
-    if not func.attr:
-        return func.name
-    inner = ", ".join(f"{k}={_attr_text(func.attr[k])}" for k in sorted(func.attr))
-    return f"{func.name}{{{inner}}}"
-
-
-def format_shape(shape) -> str:
-    """A TensorShapeProto as [2,3] ([] a scalar, ? an unknown dimension, <unknown> unknown rank)."""
-    if shape.unknown_rank:
-        return "<unknown>"
-    return "[" + ",".join("?" if d.size < 0 else str(d.size) for d in shape.dim) + "]"
-
-
-def format_tensor(tensor) -> str:
-    """A TensorProto as DT_INT32[] 2, DT_FLOAT[2] [0.5, 1], or DT_FLOAT[784,10] <7840 values sha1:...>."""
-    head = f"{_type_name(tensor.dtype)}{format_shape(tensor.tensor_shape)}"
-    size = 1
-    for d in tensor.tensor_shape.dim:
-        size *= max(d.size, 0)
-    try:
-        from tensorflow.python.framework import tensor_util
-
-        array = tensor_util.MakeNdarray(tensor)
-    except Exception:  # noqa: BLE001 - an undecodable tensor is shown by its digest
-        array = None
-    if array is not None and size <= SMALL_TENSOR:
-        values = [_scalar_text(v) for v in array.flat]
-        if not tensor.tensor_shape.dim:
-            return f"{head} {values[0]}" if values else head
-        return f"{head} [{', '.join(values)}]"
-    data = (
-        array.tobytes()
-        if array is not None and array.dtype != object
-        else tensor.SerializeToString(deterministic=True)
-    )
-    digest = hashlib.sha1(data).hexdigest()[:8]
-    return f"{head} <{size} values sha1:{digest}>"
-
-
-def _scalar_text(value) -> str:
-    if isinstance(value, bytes):
-        return _bytes_text(value)
-    return str(value)
-
-
-def _cut(text: str, limit: int = VALUE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _cut_pair(a: str, b: str, limit: int = VALUE_CHARS) -> tuple[str, str]:
-    """Cut two different long values so that the place where they first differ stays visible."""
-    if _cut(a, limit) != _cut(b, limit):
-        return _cut(a, limit), _cut(b, limit)
-    common = len(os.path.commonprefix([a, b]))
-    start = max(common - limit // 3, 0)
-    return (_cut("..." + a[start:], limit), _cut("..." + b[start:], limit))
 
 
 # -- the graph as a whole ------------------------------------------------------------------
@@ -478,7 +240,7 @@ def _library_line(a, b) -> str:
     parts = []
     for sign, group in (("+", added), ("-", removed), ("~", changed)):
         if group:
-            parts.append(f"{sign}{len(group)} {_cut(', '.join(group), 40)}")
+            parts.append(f"{sign}{len(group)} {cut(', '.join(group), 40)}")
     rest = [f.name for f in a.DESCRIPTOR.fields if f.name != "function"]
     parts += [f"{f} differ" for f in rest if getattr(a, f) != getattr(b, f)]
     return f"library: functions {len(funcs_a)} -> {len(funcs_b)}; " + "; ".join(parts)

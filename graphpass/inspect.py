@@ -4,17 +4,15 @@ placement and all-reduce subgraphs. As a JSON-able dict, and as human tables."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 
 from tensorflow.python.framework import dtypes
 
-from . import analysis, opdefs, placement, step_state
+from . import analysis, naming, opdefs, placement, step_state
 from .errors import GraphpassError
 from .ir import names
 from .ir.graph import Graph
 
-TOWER = re.compile(r"^tower(\d+)/")
 HEAVY_OPS = (
     "MatMul",
     "BatchMatMulV2",
@@ -28,8 +26,8 @@ HEAVY_OPS = (
 
 def inspect_graph(graph_def) -> dict:
     """A report of `graph_def`: "single-tower" or "rewritten", with the facts of each kind."""
-    if any(n.name.startswith("tower0/") for n in graph_def.node) and any(
-        "reduced_grads/" in n.name for n in graph_def.node
+    if any(n.name.startswith(naming.tower_prefix(0)) for n in graph_def.node) and any(
+        naming.REDUCED + "/" in n.name for n in graph_def.node
     ):
         return _rewritten(graph_def)
     return _single(graph_def)
@@ -130,15 +128,15 @@ def _rewritten(graph_def) -> dict:
     nodes_by_device = Counter(n.device or "(none)" for n in graph_def.node)
     towers: dict[int, dict] = {}
     for n in graph_def.node:
-        m = TOWER.match(n.name)
-        if not m:
+        tower = naming.parse_tower(n.name)
+        if not tower:
             continue
-        t = towers.setdefault(int(m.group(1)), {"nodes": 0, "heavy_ops": 0, "devices": Counter()})
+        t = towers.setdefault(tower[0], {"nodes": 0, "heavy_ops": 0, "devices": Counter()})
         t["nodes"] += 1
         t["heavy_ops"] += n.op in HEAVY_OPS
         t["devices"][n.device] += 1
     variables = [n for n in graph_def.node if opdefs.is_variable_op(n.op)]
-    canonical = {v.name: v for v in variables if not TOWER.match(v.name)}
+    canonical = {v.name: v for v in variables if not naming.parse_tower(v.name)}
     by_device: dict[str, int] = defaultdict(int)
     groups: dict[str, int] = defaultdict(int)  # a slot (colocated with its variable) counts with it
     for v in canonical.values():
@@ -157,8 +155,8 @@ def _rewritten(graph_def) -> dict:
         },
         "nodes_per_device": dict(sorted(nodes_by_device.items())),
         "variables": {
-            "canonical": sum(not TOWER.match(v.name) for v in variables),
-            "replicas": sum(bool(TOWER.match(v.name)) for v in variables),
+            "canonical": len(canonical),
+            "replicas": len(variables) - len(canonical),
         },
         "bytes_per_device": load.per_device,
         "imbalance": round(load.imbalance, 4),
@@ -196,9 +194,8 @@ def _reductions(graph_def) -> dict:
     gradients each tower contributes per step."""
     scopes: dict[str, list] = defaultdict(list)
     for n in graph_def.node:
-        name = TOWER.sub("", n.name)
-        if name.startswith("allreduce/"):
-            key = name[len("allreduce/") :].rsplit("/", 1)[0].split("/densify")[0]
+        key = naming.allreduce_key(n.name)
+        if key is not None:
             scopes[key].append(n)
     algorithms: Counter = Counter()
     for members in scopes.values():
@@ -206,11 +203,7 @@ def _reductions(graph_def) -> dict:
         algorithms[next((a for mark, a in ALGORITHM_MARKS if mark in joined), "naive/colocate")] += 1
     by_name = {n.name: n for n in graph_def.node}
     gradients = sorted(
-        {
-            TOWER.sub("", n.name)[len("reduced_grads/") :]
-            for n in graph_def.node
-            if TOWER.sub("", n.name).startswith("reduced_grads/")
-        }
+        {key for key in map(naming.reduced_key, (n.name for n in graph_def.node)) if key is not None}
     )
     total = sum(
         _var_bytes(by_name[g]) for g in gradients if g in by_name and opdefs.is_variable_op(by_name[g].op)

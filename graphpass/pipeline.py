@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,16 +46,22 @@ def preset_description(name: str) -> str:
 
 @dataclass
 class Pipeline:
-    """An ordered list of configured passes, with the file (or preset) it came from."""
+    """An ordered list of configured passes, with the file (or preset) it came from; `where` says
+    where each pass is written (`file:line`), for messages.
+
+    Raises:
+        ConfigError: the passes are not in an order their `requires`, `provides` and `before`
+            allow (see `check_order`).
+    """
 
     passes: list[Pass]
     source: str = "<rules>"
+    where: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.passes or self.passes[0].name != "replicate":
-            raise ConfigError(f"{self.source}: a pipeline starts with the 'replicate' pass")
-        if any(p.name == "replicate" for p in self.passes[1:]):
-            raise ConfigError(f"{self.source}: 'replicate' may appear only once")
+        if len(self.where) != len(self.passes):
+            self.where = [f"{self.source}: pass {i + 1}" for i in range(len(self.passes))]
+        check_order(self.passes, self.where, self.source)
 
     @classmethod
     def load(cls, rules: str | Path = DEFAULT_RULES) -> Pipeline:
@@ -121,12 +128,7 @@ class Pipeline:
         if not isinstance(seq, yaml.SequenceNode) or not seq.value:
             raise ConfigError(f"{_at(source, seq)}: 'passes' must be a non-empty list of passes")
         passes = [_build_pass(source, item) for item in seq.value]
-        if passes[0].name != "replicate":
-            raise ConfigError(f"{_at(source, seq.value[0])}: the first pass must be 'replicate'")
-        for item, p in zip(seq.value[1:], passes[1:], strict=True):
-            if p.name == "replicate":
-                raise ConfigError(f"{_at(source, item)}: 'replicate' may appear only once")
-        return cls(passes, source)
+        return cls(passes, source, [_at(source, item) for item in seq.value])
 
     def run(self, ctx: RewriteContext, verify_each: bool = False) -> list[PassRun]:
         """Run every pass in order, re-raising failures with the pass's name.
@@ -143,7 +145,7 @@ class Pipeline:
             try:
                 result = p.run(ctx)
                 if verify_each:
-                    verify.check(ctx.graph)
+                    verify.check(ctx.graph, packs=ctx.packs)
             except InternalError as e:
                 raise InternalError(f"pass '{p.name}': {e}") from e
             except PassFailedError:
@@ -159,6 +161,46 @@ class Pipeline:
                 "'allreduce' pass after 'replicate'"
             )
         return runs
+
+
+def check_order(passes: Sequence[Pass], where: Sequence[str], source: str = "<rules>") -> None:
+    """Refuse passes in an order their declarations do not allow: each fact a pass `requires`
+    must be provided by a pass before it; each fact is provided once (so `replicate`, which
+    provides the towers, comes once); a fact a pass must run `before` is not provided yet.
+
+    Args:
+        passes: the pipeline's passes, in order.
+        where: for each pass, where it is written (`file:line`), for messages.
+        source: the rules' file or preset, for a message about the pipeline as a whole.
+    Raises:
+        ConfigError: naming the pass, where it is, and the pass it needs before (or after) it.
+    """
+    if not passes:
+        starts = " or ".join(f"'{n}'" for n, cls in REGISTRY.items() if not cls.requires)
+        raise ConfigError(f"{source}: a pipeline starts with the {starts} pass")
+    provided: dict[str, int] = {}  # fact -> the index of the pass that provided it
+    for i, p in enumerate(passes):
+        for fact in p.requires:
+            if fact not in provided:
+                makers = " or ".join(f"'{n}'" for n, cls in REGISTRY.items() if fact in cls.provides)
+                raise ConfigError(f"{where[i]}: '{p.name}' needs a {makers} pass before it (for the {fact})")
+        for fact in p.before:
+            if fact in provided:
+                q = provided[fact]
+                raise ConfigError(
+                    f"{where[i]}: put '{p.name}' before '{passes[q].name}' ({where[q]}), which provides "
+                    f"the {fact}"
+                )
+        for fact in p.provides:
+            if fact in provided:
+                q = provided[fact]
+                if passes[q].name == p.name:
+                    raise ConfigError(f"{where[i]}: '{p.name}' may appear only once (also at {where[q]})")
+                raise ConfigError(
+                    f"{where[i]}: '{p.name}' provides the {fact}, which '{passes[q].name}' ({where[q]}) "
+                    "already provides"
+                )
+            provided[fact] = i
 
 
 @dataclass
@@ -274,7 +316,10 @@ def _build_pass(source: str, item) -> Pass:
                     f"{', '.join(options)}"
                 )
             kwargs[key] = _check_type(source, name, opt, v_node)
-    return cls(**kwargs)
+    try:
+        return cls.from_options(kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{_at(source, item)}: {e}") from None
 
 
 def _check_type(source: str, pass_name: str, opt, node):

@@ -161,7 +161,7 @@ class ShapeOracle:
         c_api.TF_ImportGraphDefOptionsSetValidateColocationConstraints(opts.options, False)
         try:
             with c_api_util.tf_buffer(self._data if data is None else data) as buf:
-                c_api.TF_GraphImportGraphDefWithResults(graph._c_graph, buf, opts.options)
+                c_api.TF_GraphImportGraphDefWithResults(graph._c_graph, buf, opts.options)  # noqa: SLF001 - TF's C graph
         except Exception as e:  # TensorFlow raises its own status errors here
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InvalidGraphError(f"TensorFlow cannot load the graph: {first}") from None
@@ -179,7 +179,7 @@ class ShapeOracle:
         else:
             if self._graph is None or (self._subset and node not in self._c_ops):
                 self._load()
-            op = self._graph._create_op_from_tf_operation(self._c_ops[node])
+            op = self._graph._create_op_from_tf_operation(self._c_ops[node])  # noqa: SLF001 - TF's op wrapper
             shape = op.outputs[index].shape
             result = None if shape.rank is None else [d for d in shape.as_list()]
         self._cache[ref] = result

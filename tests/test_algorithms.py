@@ -1,24 +1,36 @@
-"""Every all-reduce algorithm (except nccl, which has no CPU kernel) trains like the single tower,
-with and without gradient packing, in every mode it applies to, at K = 2, 4 and 8."""
+"""The all-reduce algorithm registry, and the helpers each algorithm's own test file
+(tests/test_algorithm_<name>.py) uses: every algorithm with a CPU kernel trains like the single
+tower, with and without gradient packing, in every mode it applies to, at K = 2, 4 and 8."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections import Counter
+from itertools import product
+from pathlib import Path
 
 import pytest
 
 import graphpass
+from graphpass import algorithms
+from graphpass.errors import ConfigError
 from graphpass.execution import compare
+from graphpass.options import option
+from graphpass.passes import REGISTRY
 from graphpass.pipeline import Pipeline
 
-MODELS = [
-    "conv_momentum",
-    pytest.param("mlp_sgd", marks=pytest.mark.slow),
-    pytest.param("mlp_adam", marks=pytest.mark.slow),
+MODELS = {"conv_momentum": False, "mlp_sgd": True, "mlp_adam": True}  # model -> slow
+TOWERS = {2: False, 4: True, 8: True}  # K -> slow
+PACKING = {
+    "unpacked": "",
+    "split": "  - pack-gradients: {num_split: 3, min_pack_elements: 1}\n",
+    "bucket": "  - pack-gradients: {bucket_bytes: 600}\n",
+}
+PS_PLACE = [
+    "",
+    "  - place-variables: {strategy: least-loaded}\n",
+    "  - place-variables: {strategy: balanced, small_bytes: 64}\n",
 ]
-ALL_REDUCE = ["collective", "hierarchical", "naive", "colocate", "ring", "halving-doubling"]
-PACKING = {"unpacked": "", "split": "  - pack-gradients: {num_split: 3, min_pack_elements: 1}\n"}
 
 
 def rules(mode: str, algorithm: str, pack: str = "", place: str = "") -> Pipeline:
@@ -28,6 +40,8 @@ def rules(mode: str, algorithm: str, pack: str = "", place: str = "") -> Pipelin
 
 
 def check(fx, k, pipeline):
+    """Rewrite `fx` for K CPU devices (verifying after each pass), run both a few steps, and
+    require the variables to agree with the single tower's and the replicas with each other."""
     out = graphpass.rewrite(fx.graph_def, devices=k, rules=pipeline, device_type="CPU", verify_each=True)
     result = compare(fx.graph_def, out, k, fx.batches(2 * k, 3, seed=k), fx.train_op, fx.init_op)
     assert not result.missing and not result.initial_mismatch
@@ -37,18 +51,24 @@ def check(fx, k, pipeline):
     return out
 
 
-@pytest.mark.parametrize("pack", list(PACKING))
-@pytest.mark.parametrize(
-    "k", [2, pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)]
-)
-@pytest.mark.parametrize("algorithm", ALL_REDUCE)
-@pytest.mark.parametrize("model", MODELS)
-def test_replicated(load_fixture, model, algorithm, k, pack):
+def training_cases(packings=("unpacked", "split")) -> list:
+    """(model, k, packing) for an equivalence test: the small conv model at K = 2 in the fast
+    tier, the rest marked slow."""
+    return [
+        pytest.param(m, k, p, marks=[pytest.mark.slow] if MODELS[m] or TOWERS[k] else [], id=f"{m}-k{k}-{p}")
+        for m, k, p in product(MODELS, TOWERS, packings)
+    ]
+
+
+def trains_replicated(load_fixture, algorithm, model, k, pack):
     check(load_fixture(model), k, rules("replicated", algorithm, PACKING[pack]))
 
 
-@pytest.mark.parametrize("algorithm", ALL_REDUCE)
-def test_replicated_bucketed(load_fixture, algorithm):
+def trains_parameter_server(load_fixture, algorithm, model, k, pack):
+    check(load_fixture(model), k, rules("parameter_server", algorithm, PACKING[pack], PS_PLACE[k % 3]))
+
+
+def trains_bucketed(load_fixture, algorithm):
     check(
         load_fixture("conv_momentum"),
         4,
@@ -56,118 +76,93 @@ def test_replicated_bucketed(load_fixture, algorithm):
     )
 
 
-PS_PLACE = {
-    "first": "",
-    "least-loaded": "  - place-variables: {strategy: least-loaded}\n",
-    "balanced": "  - place-variables: {strategy: balanced, small_bytes: 64}\n",
-}
-
-
-@pytest.mark.parametrize("pack", ["unpacked", "split", "bucket"])
-@pytest.mark.parametrize(
-    "k", [2, pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)]
-)
-@pytest.mark.parametrize("algorithm", ["naive", "colocate"])
-@pytest.mark.parametrize("model", MODELS)
-def test_parameter_server(load_fixture, model, algorithm, k, pack):
-    place = list(PS_PLACE.values())[k % 3]
-    packing = {**PACKING, "bucket": "  - pack-gradients: {bucket_bytes: 600}\n"}[pack]
-    check(load_fixture(model), k, rules("parameter_server", algorithm, packing, place))
-
-
-def test_mixed_dtypes_and_unknown_shapes(load_fixture):
-    fx = load_fixture("mixed_dtypes")
-    pipeline = rules("replicated", "collective", "  - pack-gradients: {num_split: 2, min_pack_elements: 1}\n")
-    out, report = graphpass.rewrite_with_report(fx.graph_def, devices=4, rules=pipeline, device_type="CPU")
-    packed = report.passes[1].result
-    assert packed.details == {"packs": 4, "unpacked": ["free"]}
-    assert "left unpacked: free (no static shape)" in report.notes
-    pack_types = Counter(
-        n.attr["T"].type
-        for n in out.node
-        if n.op == "SplitV"
-        and "/grad_packs/" in n.name
-        and "/unpack" not in n.name
-        and n.name.startswith("tower0/")
-    )
-    assert len(pack_types) == 2, "one pack group per dtype"
-    check(fx, 4, pipeline)
-
-
-def test_packing_cuts_collective_launches(load_fixture):
-    fx = load_fixture("mlp_adam")
-    k = 4
-
-    def launches(pack):
-        out = graphpass.rewrite(
-            fx.graph_def, devices=k, rules=rules("replicated", "collective", pack), device_type="CPU"
-        )
-        return sum(n.op == "CollectiveReduceV2" for n in out.node)
-
-    assert launches("") == k * 4
-    assert launches("  - pack-gradients: {num_split: 2, min_pack_elements: 1}\n") == k * 2
-    assert launches("  - pack-gradients: {bucket_bytes: 100000000}\n") == k * 1
-    assert launches("  - pack-gradients: {num_split: 8}\n") == k * 1, "under 1024 elements: one pack"
-
-
-def test_hierarchical_rotates_the_main_device(load_fixture):
-    out = graphpass.rewrite(
-        load_fixture("mlp_adam").graph_def,
-        devices=8,
-        rules=rules("replicated", "hierarchical"),
-        device_type="CPU",
-    )
-    mains = [n.device for n in out.node if n.name.endswith("/group0_sum")]
-    assert mains == ["/device:CPU:0", "/device:CPU:1", "/device:CPU:2", "/device:CPU:3"]
-    others = [n.device for n in out.node if n.name.endswith("/group1_sum")]
-    assert others == ["/device:CPU:4", "/device:CPU:5", "/device:CPU:6", "/device:CPU:7"]
-
-
-def test_ring_is_built_from_adds_across_devices(load_fixture):
-    k = 4
-    out = graphpass.rewrite(
-        load_fixture("mlp_sgd").graph_def, devices=k, rules=rules("replicated", "ring"), device_type="CPU"
-    )
-    adds = [n for n in out.node if n.op == "AddV2" and "/allreduce/" in n.name]
-    assert len(adds) == 4 * k * (k - 1), "K-1 adds per device per gradient"
-    assert not any(n.op.startswith(("Collective", "Nccl")) for n in out.node)
-
-
-@pytest.mark.parametrize(
-    "mode,algorithm,k,match",
-    [
-        ("replicated", "hierarchical", 3, "even number of devices (got 3)"),
-        ("replicated", "halving-doubling", 6, "power-of-two device count (got 6)"),
-        ("parameter_server", "ring", 2, "use algorithm colocate or naive"),
-        ("parameter_server", "collective", 2, "use algorithm colocate or naive"),
-    ],
-)
-def test_refusals(load_fixture, mode, algorithm, k, match):
+def refuses(load_fixture, mode, algorithm, k, match, device_type="CPU"):
     with pytest.raises(graphpass.PassFailedError, match=re.escape(match)):
         graphpass.rewrite(
-            load_fixture("mlp_sgd").graph_def, devices=k, rules=rules(mode, algorithm), device_type="CPU"
+            load_fixture("mlp_sgd").graph_def,
+            devices=k,
+            rules=rules(mode, algorithm),
+            device_type=device_type,
         )
 
 
-@pytest.mark.parametrize(
-    "text,match",
-    [
-        (
-            "  - replicate\n  - place-variables\n  - allreduce: {algorithm: naive}\n",
-            "needs 'replicate' with mode: parameter_server",
-        ),
-        (
-            "  - replicate\n  - allreduce: {algorithm: naive}\n  - pack-gradients\n",
-            "put 'pack-gradients' before 'allreduce'",
-        ),
-        ("  - replicate\n  - pack-gradients: {num_split: 2, bucket_bytes: 9}\n  - allreduce\n", "not both"),
-        ("  - replicate\n  - allreduce: {algorithm: naive}\n  - allreduce: {algorithm: naive}\n", None),
-    ],
-)
-def test_pipeline_order_errors(load_fixture, text, match):
-    pipeline = Pipeline.from_yaml("passes:\n" + text)
-    if match is None:  # a second allreduce finds nothing left to do
-        graphpass.rewrite(load_fixture("mlp_sgd").graph_def, devices=2, rules=pipeline, device_type="CPU")
-        return
-    with pytest.raises(graphpass.GraphpassError, match=match):
-        graphpass.rewrite(load_fixture("mlp_sgd").graph_def, devices=2, rules=pipeline, device_type="CPU")
+# --- the registry is the one list ---------------------------------------------------------------
+
+
+def test_allreduce_accepts_exactly_the_registered_algorithms():
+    (algorithm,) = [o for o in REGISTRY["allreduce"].options() if o.name == "algorithm"]
+    assert algorithm.choices == algorithms.names()
+    assert algorithms.names() == tuple(algorithms.REGISTRY)
+    for name, cls in algorithms.REGISTRY.items():
+        assert cls.name == name and cls.summary
+
+
+def test_an_unknown_algorithm_is_refused_naming_the_registered_ones():
+    with pytest.raises(ConfigError) as e:
+        Pipeline.from_yaml("passes:\n  - replicate\n  - allreduce: {algorithm: butterfly}\n", "r.yaml")
+    assert str(e.value).startswith("r.yaml:3: pass 'allreduce' option 'algorithm' is 'butterfly'")
+    assert ", ".join(algorithms.names()) in str(e.value)
+    with pytest.raises(ConfigError, match="unknown all-reduce algorithm 'butterfly'; algorithms: nccl"):
+        algorithms.get("butterfly")
+
+
+def test_every_algorithm_has_its_test_file():
+    here = Path(__file__).parent
+    for name in algorithms.names():
+        path = here / f"test_algorithm_{name.replace('-', '_')}.py"
+        assert path.exists(), f"algorithm {name} has no {path.name}"
+
+
+def test_every_algorithm_has_a_golden_case():
+    from .test_golden import update_golden
+
+    covered = update_golden.preset_algorithms() | {
+        c[0].removeprefix("allreduce-") for c in update_golden.CASES if c[0].startswith("allreduce-")
+    }
+    assert covered == set(algorithms.names())
+
+
+def test_algorithm_options_are_frozen_typed_dataclasses():
+    for name, cls in algorithms.REGISTRY.items():
+        if cls.Options is None:
+            assert algorithms.options(name) == []
+            continue
+        assert dataclasses.is_dataclass(cls.Options) and cls.Options.__dataclass_params__.frozen
+        opts = algorithms.options(name)
+        assert [o.name for o in opts] == [f.name for f in dataclasses.fields(cls.Options)]
+        assert all(o.help for o in opts), f"{name}: every option says what it does"
+        assert cls().options == cls.Options(), "made without options, an algorithm has its defaults"
+
+
+def test_a_new_algorithm_needs_only_its_registry_line(monkeypatch, load_fixture):
+    """An algorithm registered with options of its own is accepted by rules files, listed with
+    its options, and built with them, with nothing else edited."""
+
+    @dataclasses.dataclass(frozen=True)
+    class EchoOptions:
+        copies: int = option(1, "identities per tower")
+
+    class Echo(algorithms.Algorithm):
+        name = "echo"
+        summary = "every tower keeps its own gradient (not a reduction: for this test)"
+        Options = EchoOptions
+
+        def build(self, b):
+            out = []
+            for i, t in enumerate(b.red.inputs):
+                for _ in range(self.options.copies):
+                    t = b.identity(i, t, b.device(i))
+                out.append(t)
+            return out
+
+    monkeypatch.setitem(algorithms.REGISTRY, "echo", Echo)
+    names = {o.name: o for o in REGISTRY["allreduce"].options()}
+    assert "echo" in names["algorithm"].choices
+    assert names["copies"].help == "echo only: identities per tower"
+    pipeline = Pipeline.from_yaml("passes:\n  - replicate\n  - allreduce: {algorithm: echo, copies: 3}\n")
+    assert pipeline.passes[1].algorithm_options == EchoOptions(3)
+    out = graphpass.rewrite(load_fixture("mlp_sgd").graph_def, devices=2, rules=pipeline, device_type="CPU")
+    copies = [n for n in out.node if n.name.startswith("tower0/allreduce/hidden/kernel/copy")]
+    assert len(copies) == 3
+    with pytest.raises(ConfigError, match="copies applies to algorithm: echo only, not naive"):
+        Pipeline.from_yaml("passes:\n  - replicate\n  - allreduce: {algorithm: naive, copies: 2}\n")

@@ -178,3 +178,49 @@ def test_output_written_in_place_is_the_canonical_serialization(load_fixture, k,
     names_ = {n.name for n in parsed.node}
     last = {n[len("tower1/") :] for n in names_ if n.startswith("tower1/")}
     assert last and all(f"tower{k - 1}/{n}" in names_ for n in last)  # the last tower is whole
+
+
+@pytest.mark.parametrize("moved", ["tower1/hidden/MatMul", "tower2/hidden/MatMul", "tower3/hidden/MatMul"])
+def test_changing_one_towers_node_changes_that_node_only(load_fixture, monkeypatch, moved):
+    """A pass that moves one tower's node moves that node alone, whether the node is the
+    template's or a copy's (a copy's node becomes a node of its own)."""
+    from graphpass import api
+    from graphpass.ir.rewriter import Rewriter
+
+    real_check = api.verify.check
+    seen = []
+
+    def check(graph, *args, **kwargs):
+        if not seen and moved in graph:  # right after replicate
+            before = {n: graph.get(n).device for n in graph}
+            Rewriter(graph).set_device(moved, "/device:GPU:7")
+            after = {n: graph.get(n).device for n in graph}
+            assert {n for n in before if before[n] != after[n]} == {moved}
+            seen.append(before)
+        return real_check(graph, *args, **kwargs)
+
+    monkeypatch.setattr(api.verify, "check", check)
+    out = graphpass.rewrite(
+        load_fixture("mlp_sgd").path, devices=4, rules="replicated-nccl", verify_each=True
+    )
+    (before,) = seen
+    devices = {n.name: n.device for n in out.node}
+    assert devices[moved] == "/device:GPU:7"
+    for t in range(4):
+        name = f"tower{t}/hidden/MatMul"
+        if name != moved:
+            assert devices[name] == before[name] == f"/device:GPU:{t}", name
+
+
+def test_replace_all_uses_and_replace_node():
+    g = _graph(
+        ("a", "Const", []), ("b", "Const", []), ("c", "Identity", ["a"]), ("d", "Identity", ["a", "^a"])
+    )
+    rw = Rewriter(g)
+    assert rw.replace_all_uses("a", "b") == ["c", "d"]
+    assert (
+        list(g.node("d").input) == ["b", "^b"] and g.users("a") == [] and sorted(g.users("b")) == ["c", "d"]
+    )
+    rw.replace_node("b", "Identity", ["a"])
+    assert g.node("b").op == "Identity" and sorted(g.users("b")) == ["c", "d"] and g.users("a") == ["b"]
+    verify.check(g, devices=False)

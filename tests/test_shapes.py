@@ -63,13 +63,13 @@ def test_prepared_subset_answers_like_the_whole_graph():
     asked = ["z", "out", "stacked"]
     whole, subset = _oracle(graph_def), _oracle(graph_def)
     subset.prepare(asked)
-    assert subset._subset  # a subset was imported, not the graph
+    assert subset._subset  # noqa: SLF001 - a subset was imported, not the graph
     # Declaring nodes stand as placeholders, except where a variant output (the TensorList) is read.
-    imported = set(subset._c_ops)
+    imported = set(subset._c_ops)  # noqa: SLF001
     assert "z" in imported and "branch" not in imported and "loop" in imported
     for name in asked:
         assert subset.shape(f"{name}:0") == whole.shape(f"{name}:0"), name
-    assert subset._subset  # nothing asked needed the whole graph
+    assert subset._subset  # noqa: SLF001 - nothing asked needed the whole graph
     assert subset.shape("z:0") == [None, 4]
 
 

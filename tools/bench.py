@@ -42,10 +42,32 @@ class Case:
     devices: int
     rules: str = "replicated-nccl"
     device_type: str = "GPU"
+    ps_devices: tuple[str, ...] = ()
 
 
 def _resnet(k: int) -> Case:
     return Case(f"resnet50-k{k}", "build/bench/resnet50.pb", k)
+
+
+def _ps(job: str) -> tuple[str, ...]:
+    return tuple(f"/job:{job}/task:{t}/device:CPU:0" for t in range(2))
+
+
+# The same graph with the strings graphpass's tower names are made of (a `tower/` scope over every
+# node, `notes_tower`, a constant naming `tower1/...`) and parameter servers on a job named
+# `tower1`: each must rewrite within 1.2x of its plain twin (issue 14).
+TOWER_STRINGS = [
+    Case("resnet50-tower-k8", "build/bench/resnet50_tower.pb", 8),
+    Case("resnet50-tower-k32", "build/bench/resnet50_tower.pb", 32),
+    Case("resnet50-ps-k8", "build/bench/resnet50.pb", 8, "ps-least-loaded", ps_devices=_ps("ps")),
+    Case(
+        "resnet50-tower-psjob-k8",
+        "build/bench/resnet50_tower.pb",
+        8,
+        "ps-least-loaded",
+        ps_devices=_ps("tower1"),
+    ),
+]
 
 
 CASES = {
@@ -58,6 +80,7 @@ CASES = {
         _resnet(64),
         Case("mid-k8", "build/bench/mid.pb", 8),
         Case("deep100k-k8", "build/bench/deep100k.pb", 8),
+        *TOWER_STRINGS,
     ]
 }
 
@@ -77,7 +100,12 @@ def _timed(fn, *args, **kwargs):
 
 
 def _options(case: Case) -> dict:
-    return {"devices": case.devices, "rules": case.rules, "device_type": case.device_type}
+    return {
+        "devices": case.devices,
+        "rules": case.rules,
+        "device_type": case.device_type,
+        "ps_devices": case.ps_devices,
+    }
 
 
 def _floor_parse(graphpass, path: Path, repeat: int) -> float:

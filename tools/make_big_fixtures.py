@@ -1,6 +1,6 @@
 """Build the large single-tower training graphs tools/bench.py measures, into build/bench/.
 
-    python tools/make_big_fixtures.py                  # resnet50, mid, deep100k
+    python tools/make_big_fixtures.py                  # resnet50, resnet50_tower, mid, deep100k
     python tools/make_big_fixtures.py resnet50         # just one
 
 resnet50 is tf_keras' ResNet-50 (real model code, ~7k nodes); mid (~20k nodes) and deep100k
@@ -64,6 +64,30 @@ def deep_stack(layers: int, width: int = 16, classes: int = 10):
     return feeds, train, loss
 
 
+def towerish(graph_def, meta: dict):
+    """`graph_def` as an export of multi-tower code leaves it: every node under a scope `tower/`
+    (tf.import_graph_def's prefix), an unused NoOp `notes_tower` and a string constant naming
+    `tower1/...`: the strings graphpass's own tower names are made of, which must change nothing."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="tower")
+        tf1.no_op(name="notes_tower")
+        tf1.constant("tower1/conv1_conv/kernel:0 on /job:tower1/task:0", name="tower_note")
+    out = graph.as_graph_def()
+
+    def under(name: str) -> str:
+        return "tower/" + name
+
+    meta = dict(meta)
+    meta["feeds"] = {under(k): v for k, v in meta["feeds"].items()}
+    for key in ("train_op", "loss", "init"):
+        meta[key] = under(meta[key])
+    meta["trainable"] = [(under(n), s) for n, s in meta["trainable"]]
+    return out, meta
+
+
+DERIVED = {"resnet50_tower": ("resnet50", towerish)}
+
 MODELS = {
     "resnet50": resnet50,
     "mid": lambda: deep_stack(480),
@@ -92,14 +116,20 @@ def build(name: str):
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(MODELS)
-    unknown = [n for n in names if n not in MODELS]
+    known = [*MODELS, *DERIVED]
+    names = argv or known
+    unknown = [n for n in names if n not in known]
     if unknown:
-        print(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}", file=sys.stderr)
+        print(f"unknown model {unknown[0]!r}; choose from {', '.join(known)}", file=sys.stderr)
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        graph_def, meta = build(name)
+    built: dict = {}
+    for name in sorted(names, key=lambda n: n in DERIVED):  # the graphs others derive from first
+        if name in DERIVED:
+            base, derive = DERIVED[name]
+            graph_def, meta = derive(*(built.get(base) or build(base)))
+        else:
+            graph_def, meta = built[name] = build(name)
         meta["nodes"] = len(graph_def.node)
         (OUT / f"{name}.pb").write_bytes(graph_def.SerializeToString(deterministic=True))
         (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")

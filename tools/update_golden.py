@@ -17,7 +17,9 @@ sys.path.insert(0, str(ROOT))
 GOLDEN = ROOT / "tests" / "golden"
 FIXTURES = ROOT / "tests" / "fixtures"
 
-# (preset, fixture, towers, device type): the shipped presets on the small MLP, as users run them.
+# (rules, fixture, towers, device type): the shipped presets on the small MLP, as users run them,
+# then each registered all-reduce algorithm that no preset uses, in a minimal replicated pipeline
+# (rules `allreduce-<algorithm>`), so a new algorithm gets a golden case without being listed here.
 PRESETS = [
     "replicated-nccl",
     "replicated-collective",
@@ -28,18 +30,48 @@ PRESETS = [
     "ps-least-loaded",
     "ps-balanced",
 ]
-CASES = [(preset, "mlp_sgd", 2, "GPU") for preset in PRESETS]
+ALGORITHM_RULES = "passes:\n  - replicate: {{mode: replicated}}\n  - allreduce: {{algorithm: {}}}\n"
 
 
-def golden_path(preset: str, model: str, towers: int, device_type: str) -> Path:
-    return GOLDEN / preset / f"{model}_k{towers}_{device_type.lower()}.pbtxt"
+def preset_algorithms() -> set[str]:
+    """The all-reduce algorithms the shipped presets use."""
+    from graphpass.pipeline import Pipeline
+
+    return {p.algorithm for preset in PRESETS for p in Pipeline.load(preset).passes if p.name == "allreduce"}
 
 
-def render(preset: str, model: str, towers: int, device_type: str) -> str:
+def algorithm_cases() -> list[str]:
+    """`allreduce-<name>` for every registered algorithm no preset covers."""
+    from graphpass import algorithms
+
+    covered = preset_algorithms()
+    return [f"allreduce-{name}" for name in algorithms.names() if name not in covered]
+
+
+CASES = [(rules, "mlp_sgd", 2, "GPU") for rules in PRESETS + algorithm_cases()]
+
+
+def golden_path(rules: str, model: str, towers: int, device_type: str) -> Path:
+    return GOLDEN / rules / f"{model}_k{towers}_{device_type.lower()}.pbtxt"
+
+
+def pipeline(rules: str):
+    """A preset's name as it is, or the pipeline an `allreduce-<algorithm>` case stands for."""
+    from graphpass.pipeline import Pipeline
+
+    if rules.startswith("allreduce-"):
+        algorithm = rules[len("allreduce-") :]
+        return Pipeline.from_yaml(ALGORITHM_RULES.format(algorithm), source=rules)
+    return rules
+
+
+def render(rules: str, model: str, towers: int, device_type: str) -> str:
     import graphpass
     from graphpass.io import serialize
 
-    out = graphpass.rewrite(FIXTURES / f"{model}.pb", devices=towers, rules=preset, device_type=device_type)
+    out = graphpass.rewrite(
+        FIXTURES / f"{model}.pb", devices=towers, rules=pipeline(rules), device_type=device_type
+    )
     return serialize(out, text=True).decode()
 
 

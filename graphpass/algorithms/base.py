@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from tensorflow.core.framework import types_pb2
 
+from .. import naming
 from ..context import Reduction, RewriteContext
 from ..errors import ConfigError
 from ..ir import names
@@ -33,8 +36,7 @@ class Builder:
         self._shared = {} if shared is None else shared  # constants the pass's reductions share
 
     def scope(self, tower: int | None) -> str:
-        base = f"allreduce/{self.red.key}"
-        return base if tower is None else names.tower_name(tower, base)
+        return naming.allreduce_scope(self.red.key, tower)
 
     def name(self, tower: int | None, leaf: str) -> str:
         return self.rw.unique_name(f"{self.scope(tower)}/{leaf}")
@@ -146,7 +148,7 @@ class Builder:
         key = ("scale", device, self.red.dtype, self.k)
         factor = self._shared.get(key)
         if factor is None:
-            scope = "allreduce_shared" if tower is None else names.tower_name(tower, "allreduce_shared")
+            scope = "allreduce_shared" if tower is None else naming.tower_name(tower, "allreduce_shared")
             leaf = f"{scope}/scale_{types_pb2.DataType.Name(self.red.dtype)[3:].lower()}"
             factor = self.rw.const(self.rw.unique_name(leaf), 1.0 / self.k, self.red.dtype, device).name
             self._shared[key] = factor
@@ -154,11 +156,24 @@ class Builder:
 
 
 class Algorithm:
-    """One way of reducing K per-tower gradients; `all_reduce` algorithms give every tower a copy."""
+    """One way of reducing K per-tower gradients; `all_reduce` algorithms give every tower a copy.
 
-    name = ""
-    all_reduce = True
-    summary = ""
+    A subclass sets `name` (what `allreduce: {algorithm: NAME}` says) and `summary`, and, if it
+    takes options of its own, `Options`: a frozen dataclass whose fields are declared with
+    `graphpass.options.option` (they are given beside `algorithm:` in a rules file). It is made
+    once per allreduce pass run, with those options, so it may keep state between `prepare` and
+    the `build` calls.
+    """
+
+    name: ClassVar[str] = ""
+    all_reduce: ClassVar[bool] = True
+    summary: ClassVar[str] = ""
+    Options: ClassVar[type | None] = None
+
+    def __init__(self, options: Any = None):
+        if options is None and self.Options is not None:
+            options = self.Options()
+        self.options = options
 
     def check(self, ctx: RewriteContext) -> None:
         """Refuse devices or modes the algorithm cannot serve (ConfigError)."""

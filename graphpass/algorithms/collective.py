@@ -9,34 +9,47 @@ graphs on one long-lived cluster then do not collide, and the same rewrite gets 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
+from typing import Literal
 
 from tensorflow.core.framework import types_pb2
 
+from .. import naming
 from ..context import RewriteContext
 from ..errors import ConfigError
 from ..ir.rewriter import bool_attr, float_attr, int_attr, str_attr, type_attr
+from ..options import option
 from .base import Algorithm, Builder
 
 KEY_SPACE = 2**30
+MAX_KEY = 2**31 - 2**20  # instance keys count up from the base, one per reduction
 
 
 def _digest(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
+@dataclass(frozen=True)
+class CollectiveOptions:
+    communication_hint: Literal["auto", "ring", "nccl"] = option(
+        "auto", "the implementation TensorFlow should pick"
+    )
+    group_key: int | None = option(None, "the group key (default: derived from the device list)")
+    instance_key_base: int | None = option(
+        None, "the first instance key (default: derived from the gradients)"
+    )
+
+    def __post_init__(self) -> None:
+        for key in (self.group_key, self.instance_key_base):
+            if key is not None and not 0 < key < MAX_KEY:
+                raise ConfigError("allreduce: collective keys must be positive 31-bit integers")
+
+
 class Collective(Algorithm):
     name = "collective"
     summary = "CollectiveReduceV2 on every device (keys derived from the devices and the gradients)"
-
-    def __init__(
-        self,
-        communication_hint: str = "auto",
-        group_key: int | None = None,
-        instance_key_base: int | None = None,
-    ):
-        self.communication_hint = communication_hint
-        self.group_key = group_key
-        self.instance_key_base = instance_key_base
+    Options = CollectiveOptions
+    options: CollectiveOptions
 
     def check(self, ctx: RewriteContext) -> None:
         for node in ctx.graph.nodes():
@@ -48,16 +61,17 @@ class Collective(Algorithm):
 
     def prepare(self, ctx: RewriteContext) -> None:
         self._shared: dict[int, tuple[str, str]] = {}
-        self._group = self.group_key or 1 + _digest("|".join(ctx.devices)) % KEY_SPACE
+        self._group = self.options.group_key or 1 + _digest("|".join(ctx.devices)) % KEY_SPACE
         signature = "|".join(f"{r.key}:{r.shape}:{r.dtype}" for r in ctx.pending)
-        self._base = self.instance_key_base or 1 + (_digest(signature) % 2**20) * 1024
+        self._base = self.options.instance_key_base or 1 + (_digest(signature) % 2**20) * 1024
 
     def _group_consts(self, b: Builder, tower: int) -> tuple[str, str]:
         if tower not in self._shared:
             dev = b.device(tower)
             i32 = types_pb2.DT_INT32
-            size = b.rw.const(b.rw.unique_name(f"tower{tower}/allreduce/group_size"), b.k, i32, dev)
-            key = b.rw.const(b.rw.unique_name(f"tower{tower}/allreduce/group_key"), self._group, i32, dev)
+            scope = naming.tower_name(tower, naming.ALLREDUCE)
+            size = b.rw.const(b.rw.unique_name(f"{scope}/group_size"), b.k, i32, dev)
+            key = b.rw.const(b.rw.unique_name(f"{scope}/group_key"), self._group, i32, dev)
             self._shared[tower] = (size.name, key.name)
         return self._shared[tower]
 
@@ -78,7 +92,7 @@ class Collective(Algorithm):
                         "T": type_attr(b.red.dtype),
                         "merge_op": str_attr("Add"),
                         "final_op": str_attr("Div" if b.average else "Id"),
-                        "communication_hint": str_attr(self.communication_hint),
+                        "communication_hint": str_attr(self.options.communication_hint),
                         "timeout_seconds": float_attr(0.0),
                         "is_stateless": bool_attr(False),
                         "Nordering_token": int_attr(0),

@@ -9,18 +9,18 @@ from itertools import chain
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
 from ..errors import InternalError, InvalidGraphError
-from . import names
+from . import emit, names, walks
+from .edits import Edits
 from .towers import Copy
 from .uses import Uses
 from .walks import BACK_EDGE_OPS, find_cycle, without
-from .wire import node_entries_of
 
 NodeDef = node_def_pb2.NodeDef
 GraphDef = graph_pb2.GraphDef
 __all__ = ["BACK_EDGE_OPS", "Graph", "GraphDef", "NodeDef"]
 
 
-class Graph:
+class Graph(Edits):
     """Nodes of one GraphDef, addressable by name, in a stable order: the parsed nodes (in
     insertion order), then each tower copy's (in its template's order).
 
@@ -71,6 +71,10 @@ class Graph:
         self._changed: set[str] = set()  # parsed nodes changed since a template snapshot of them
 
     # -- reading -------------------------------------------------------------------------
+    def source_bytes(self) -> bytes:
+        """The GraphDef this graph was made from (or last started over from), serialized."""
+        return self._source.SerializeToString()
+
     def _virtual(self, name: str) -> tuple[Copy, int] | None:
         """(copy, slot) of a copy's node `name`, or None."""
         if not self._copies:
@@ -310,117 +314,6 @@ class Graph:
                 if k not in c.removed:
                     yield c.name(k)
 
-    # -- changes, made by the Rewriter only -------------------------------------------------
-    def _editable(self, name: str) -> NodeDef:
-        """Node `name` to change in place: a copy's node becomes a NodeDef of its own first."""
-        node = self._nodes.get(name)
-        if node is not None:
-            self._changed.add(name)
-            return node
-        hit = self._virtual(name)
-        if hit is None:
-            raise InternalError(f"no node named '{name}' in the graph")
-        c, k = hit
-        if k not in c.detached:
-            node = self._made.node.add()
-            node.CopyFrom(c.materialize(k))
-            c.detached[k] = node
-            if self._uses is not None:
-                self._uses.link(name, *self.producers(name), self.colocation(name))
-        return c.detached[k]
-
-    def _set_device(self, name: str, device: str) -> None:
-        hit = None if name in self._nodes else self._virtual(name)
-        if hit is not None and hit[1] not in hit[0].detached:
-            hit[0].devices[hit[1]] = device
-            return
-        self._editable(name).device = device
-
-    def _link(self, name: str) -> None:
-        if self._uses is not None:
-            self._uses.link(name, *self.producers(name), self.colocation(name))
-
-    def _unlink(self, name: str) -> None:
-        """Take node `name` out of the use index and forget its parse (its inputs or
-        colocation are about to change, or it is going)."""
-        if self._uses is not None:
-            self._uses.unlink(name, *self.producers(name), self.colocation(name))
-        self._forget(name)
-
-    def _forget(self, name: str) -> None:
-        self._parsed.pop(name, None)
-        self._reads.pop(name, None)
-        self._colocated.pop(name, None)
-
-    def _inputs_written(
-        self,
-        name: str,
-        refs: Sequence[str],
-        data: int,
-        colocation: tuple[str, ...] | None = None,
-        ctrl: tuple[str, ...] | None = None,
-    ) -> None:
-        """Record the parse of node `name`'s inputs from `refs`, the strings just written to it
-        (its first `data` ones are the data inputs; `ctrl`: the others' producers, if known), and
-        its colocation targets if given: cheaper than reading them back."""
-        self._record(name, refs, data, ctrl)
-        if colocation is not None:
-            self._colocated[name] = colocation
-
-    def _insert_many(
-        self, nodes: Iterable[NodeDef], inputs: Iterable | None = None, link: bool = True
-    ) -> None:
-        """Add nodes. `inputs`: per node, None or (refs, data, colocation, ctrl) as written (see
-        _inputs_written). `link`: keep the use index up to date (else it is rebuilt when next
-        needed: cheaper for a graph's worth of nodes)."""
-        table = self._nodes
-        pairs = zip(nodes, inputs, strict=True) if inputs is not None else ((n, None) for n in nodes)
-        for node, written in pairs:
-            name = node.name
-            if name in self:
-                raise InternalError(f"a node named '{name}' already exists")
-            table[name] = node
-            if written is not None:
-                self._inputs_written(name, *written)
-            if link:
-                self._link(name)
-        if not link:
-            self._uses = None
-
-    def _delete(self, name: str) -> None:
-        self._unlink(name)
-        if self._nodes.pop(name, None) is None:
-            self._remove_from_copy(name)
-
-    def _delete_many(self, names_: Iterable[str]) -> None:
-        """Remove many nodes at once; the use index is rebuilt when next needed."""
-        for name in names_:
-            if self._nodes.pop(name, None) is None:
-                self._remove_from_copy(name)
-            self._forget(name)
-        self._uses = None
-
-    def _remove_from_copy(self, name: str) -> None:
-        hit = self._virtual(name)
-        if hit is None:
-            raise InternalError(f"no node named '{name}' in the graph")
-        c, k = hit
-        c.detached.pop(k, None)
-        c.removed.add(k)
-
-    def _record_tower(self, name: str, index: int, base: str) -> None:
-        self._tower[name] = (index, base)
-        self._tower_names[(index, base)] = name
-
-    def _add_copy(self, c: Copy) -> None:
-        if c.prefix in self._copies or c.index in self._copy_of:
-            raise InternalError(f"tower {c.index} has a copy already")
-        clash = next((c.name(k) for k in range(len(c.positions)) if c.name(k) in self._nodes), None)
-        if clash is not None:
-            raise InternalError(f"a node named '{clash}' already exists")
-        self._copies[c.prefix] = c
-        self._copy_of[c.index] = c
-
     # -- whole-graph views ----------------------------------------------------------------
     def check_acyclic(self) -> None:
         """Raise InvalidGraphError if the graph has a cycle other than loop back-edges (linear)."""
@@ -430,95 +323,20 @@ class Graph:
             raise InvalidGraphError(f"the graph has a cycle through node(s) {', '.join(cycle[:5])}")
 
     def ancestors(self, roots: Iterable[str], stop=None) -> set[str]:
-        """Nodes reachable backwards from `roots` (included) over data and control edges.
-
-        `stop(name)` true means: include the node but do not walk past it.
-        """
-        seen: set[str] = set()
-        expanded: set[int] = set()  # control tuples pushed already
-        stack = list(roots)
-        producers = self.producers
-        while stack:
-            n = stack.pop()
-            if n in seen:
-                continue
-            seen.add(n)
-            if stop is not None and stop(n):
-                continue
-            data, ctrl = producers(n)
-            stack.extend(data)
-            if ctrl and id(ctrl) not in expanded:
-                expanded.add(id(ctrl))
-                stack.extend(ctrl)
-        return seen
+        """Nodes reachable backwards from `roots` (included) over data and control edges;
+        `stop(name)` true means: include the node but do not walk past it."""
+        return walks.ancestors(self.producers, roots, stop)
 
     def descendants(self, roots: Iterable[str], through_control: bool = True) -> set[str]:
         """Nodes reachable forwards from `roots` (included); over data edges only if not
         `through_control`."""
-        uses = self._index()
-        data_users, control_sets, readers = uses.data, uses.sets, uses.readers
-        seen: set[str] = set()
-        expanded: set[int] = set()
-        stack = list(roots)
-        while stack:
-            n = stack.pop()
-            if n in seen:
-                continue
-            seen.add(n)
-            found = data_users.get(n)
-            if found:
-                stack.extend(found)
-            if through_control:
-                sets = control_sets.get(n)
-                if sets:
-                    for key in sets:
-                        if key not in expanded:
-                            expanded.add(key)
-                            stack.extend(readers[key])
-            if self._copies:
-                stack.extend(
-                    u
-                    for u in self._copy_readers(n, colocated=False)
-                    if through_control or n in self.producers(u)[0]
-                )
-        return seen
+        copy_readers = self._copy_readers if self._copies else None
+        return walks.descendants(self._index(), self.producers, copy_readers, roots, through_control)
 
     def finish(self) -> bytearray:
         """The graph as a serialized GraphDef, deterministic: parsed nodes in order, then each
-        copy's, then library and versions (the field order protobuf itself writes); the graph is
-        left empty. A template member not changed since its copies were made is written from its
-        snapshot, without serializing it again."""
-        known: dict[str, memoryview] = {}
-        for t in {id(c.template): c.template for c in self._copies.values()}.values():
-            view = memoryview(t.data)
-            for j, name in enumerate(t.names):
-                if name in self._nodes and name not in self._changed:
-                    start, end = t.spans[j]
-                    known[name] = view[start - _head(end - start) : end]
-        copies = [c.render() for c in self._copies.values()]
-        tail = GraphDef()
-        tail.versions.CopyFrom(self.versions)
-        if self.library.ByteSize():
-            tail.library.CopyFrom(self.library)
-        end = tail.SerializeToString(deterministic=True)
-        parts = node_entries_of(self._nodes.values(), known)
-        for pieces in copies:
-            parts += pieces
-        parts.append(end)
-        del known, copies
-        self._hold(GraphDef())
-        out = bytearray().join(parts)
-        del parts
-        return out
-
-
-def _head(size: int) -> int:
-    """Bytes of a node entry's tag and length for a body of `size` bytes."""
-    n = 1
-    while size >= 0x80:
-        size >>= 7
-        n += 1
-    return 1 + n
+        copy's, then library and versions; the graph is left empty (see emit.py)."""
+        return emit.finish(self)
 
 
 def _output_read(ref: str) -> tuple[str, int] | None:

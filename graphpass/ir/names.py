@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from itertools import repeat
 from typing import NamedTuple
 
+from ..naming import tower_name  # noqa: F401 - re-exported; the naming schema lives in graphpass/naming.py
+
 
 class Ref(NamedTuple):
     """One entry of a NodeDef's input list, parsed."""
@@ -96,8 +98,3 @@ def set_colocation(node, targets: list[str]) -> None:
     attr.list.s.extend(others + [COLOCATION_PREFIX + t.encode() for t in targets])
     if not attr.list.s:
         del node.attr[COLOCATION_ATTR]
-
-
-def tower_name(index: int, name: str) -> str:
-    """The name of tower `index`'s copy of `name`."""
-    return f"tower{index}/{name}"

@@ -221,6 +221,31 @@ class Rewriter:
         node of the same name added later (the final structural check finds any left over)."""
         self.graph._delete_many(list(names_))
 
+    def replace_all_uses(self, old: str, new: str) -> list[str]:
+        """Make every reader of tensor `old` ("n" or "n:i") read tensor `new` instead, control
+        readers of a node `old` follow node `new`; the readers changed, sorted by name."""
+        old_node, new_node = names.node_of(old), names.node_of(new)
+        old_ref, new_ref = str(names.parse(old)), str(names.parse(new))
+        changed = []
+        for user in sorted(set(self.graph.users(old_node))):
+            refs = list(self.graph.node(user).input)
+            swapped = [
+                new_ref if r == old_ref else names.control(new_node) if r == names.control(old_node) else r
+                for r in refs
+            ]
+            if swapped != refs:
+                self.set_inputs(user, swapped)
+                changed.append(user)
+        return changed
+
+    def replace_node(
+        self, name: str, op: str, inputs: Iterable[str], attrs=None, device: str = ""
+    ) -> NodeDef:
+        """Put a new node in the place of node `name`, under the same name: its readers stay as
+        they are and read the new node (a merge of tower copies standing for the original, say)."""
+        self.take(name)
+        return self.add(name, op, inputs, attrs, device)
+
     def erase(self, name: str) -> None:
         """Remove a node nobody uses; refusing keeps the graph free of dangling inputs."""
         users = self.graph.users(name)

@@ -82,7 +82,8 @@ class Template:
             body = node.SerializeToString(deterministic=True)
             head = NODE_TAG + varint(len(body))
             start = size + len(head)
-            layout = NodeLayout(body)
+            keys = tuple(renamed_attrs[j]) if renamed_attrs else ()
+            layout = NodeLayout(body, wanted=(names.COLOCATION_ATTR, *keys))
             holes = [Hole(start + layout.name[0], self.names[j])]
             data, ctrl = self.producers[j]
             refs = list(node.input)
@@ -94,7 +95,6 @@ class Template:
             for (s, _), target in zip(_colocation_strings(body, layout), colocation[j], strict=False):
                 if inside(target):
                     holes.append(Hole(start + s + len(names.COLOCATION_PREFIX), target))
-            keys = tuple(renamed_attrs[j]) if renamed_attrs else ()
             for key in keys:
                 spans = layout.attrs.get(key, ())
                 if len(spans) != 1 or body[spans[0][0] : spans[0][0] + plen] != prefix.encode():

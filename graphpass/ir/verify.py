@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from itertools import chain, filterfalse
 
-import numpy as np
-from tensorflow.python.framework import tensor_util
 from tensorflow.python.framework.device_spec import DeviceSpecV2
 
 from .. import opdefs
 from ..errors import InternalError, InvalidGraphError
 from . import names
 from .graph import Graph
+from .verify_exchange import check_collectives, check_packs, find_packs
 from .walks import BACK_EDGE_OPS, find_cycle, without
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/>]*$")  # TensorFlow's rule for op names
@@ -112,12 +112,14 @@ def validate_input(graph: Graph) -> None:
 COLLECTIVE_OPS = frozenset({"CollectiveReduceV2", "NcclAllReduce"})
 
 
-def check(graph: Graph, devices: bool = True) -> None:
+def check(graph: Graph, devices: bool = True, packs: Sequence | None = None) -> None:
     """Raise InternalError naming the first broken invariant.
 
     Args:
         graph: the graph to check.
         devices: also require every node to have a device (true once towers are placed).
+        packs: the gradient packs as pack-gradients recorded them (`RewriteContext.packs`); for
+            a graph read from a file (None), they are found by the names naming.py gives them.
     """
     by_op: dict[str, list] = defaultdict(list)
     unplaced = None
@@ -138,7 +140,7 @@ def check(graph: Graph, devices: bool = True) -> None:
     if devices and unplaced is not None:
         raise InternalError(f"node '{unplaced}' ({graph.node(unplaced).op}) has no device")
     check_collectives(graph, by_op)
-    check_packs(graph, by_op)
+    check_packs(graph, find_packs(graph, by_op) if packs is None else packs)
 
 
 def check_edges(graph: Graph, by_op: dict[str, list]) -> None:
@@ -301,73 +303,3 @@ def _num_outputs(node) -> int:
         return len(opdefs.output_types(node))
     except (InvalidGraphError, KeyError):
         return 1 << 30  # unknown op or malformed attrs: reported by the analysis, not here
-
-
-def _const_value(graph: Graph, ref: str):
-    node = graph.get(names.node_of(ref))
-    if node is None or node.op != "Const":
-        return None
-    return tensor_util.MakeNdarray(node.attr["value"].tensor)
-
-
-def check_collectives(graph: Graph, by_op: dict[str, list]) -> None:
-    """Each collective instance has group_size ops, one per device, agreeing on group and type;
-    each NCCL reduction has num_devices ops on distinct devices."""
-    instances: dict[tuple, list] = defaultdict(list)
-    for node in by_op.get("CollectiveReduceV2", []) + by_op.get("NcclAllReduce", []):
-        if node.op == "CollectiveReduceV2":
-            size, key, inst = (_const_value(graph, node.input[i]) for i in (1, 2, 3))
-            if size is None or key is None or inst is None:
-                continue  # keys computed at run time: nothing static to check
-            instances[("collective", int(key), int(inst))].append((node, int(size)))
-        elif node.op == "NcclAllReduce":
-            instances[("nccl", node.attr["shared_name"].s.decode(), 0)].append(
-                (node, node.attr["num_devices"].i)
-            )
-    for key, members in sorted(instances.items(), key=lambda kv: str(kv[0])):
-        sizes = {size for _, size in members}
-        first = members[0][0].name
-        if len(sizes) != 1:
-            raise InternalError(
-                f"collective {key[1:]} (with '{first}') has ops that disagree on the group size"
-            )
-        size = sizes.pop()
-        if len(members) != size:
-            raise InternalError(
-                f"collective {key[1:]} (with '{first}') has {len(members)} ops for a group of {size}"
-            )
-        devices = [n.device for n, _ in members]
-        if len(set(devices)) != len(devices):
-            raise InternalError(f"collective {key[1:]} (with '{first}') has two ops on one device")
-        if len({n.attr["T"].type for n, _ in members}) != 1:
-            raise InternalError(f"collective {key[1:]} (with '{first}') mixes dtypes")
-
-
-def check_packs(graph: Graph, by_op: dict[str, list]) -> None:
-    """A gradient pack's split sizes add up to what its unpacking splits again, and each unpacked
-    piece has as many elements as the shape it is reshaped to."""
-    totals: dict[str, set[int]] = defaultdict(set)
-    for node in by_op.get("SplitV", ()):
-        if "grad_packs/" not in node.name:
-            continue
-        sizes = _const_value(graph, node.input[1])
-        if sizes is None:
-            continue
-        pack = node.name.split("grad_packs/", 1)[1].split("/", 1)[0]
-        totals[pack].add(int(np.sum(sizes)))
-        if node.name.endswith("/unpack/split") or "/unpack/split_" in node.name:
-            for j, size in enumerate(sizes):
-                for user in graph.users(node.name):
-                    unode = graph.node(user)
-                    if unode.op == "Reshape" and unode.input[0] == names.tensor(node.name, j):
-                        shape = _const_value(graph, unode.input[1])
-                        if shape is not None and int(np.prod(shape)) != int(size):
-                            raise InternalError(
-                                f"'{user}' reshapes a {int(size)}-element piece of {pack} "
-                                f"to {[int(d) for d in shape]}"
-                            )
-    for pack, seen in sorted(totals.items()):
-        if len(seen) > 1:
-            raise InternalError(
-                f"gradient pack {pack} is cut into {sorted(seen)} elements in different places"
-            )

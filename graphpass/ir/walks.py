@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import chain
 
 BACK_EDGE_OPS = frozenset({"NextIteration", "RefNextIteration"})
@@ -57,3 +57,55 @@ def find_cycle(preds: dict[str, tuple[Sequence[str], Sequence[str]]]) -> list[st
                     walked.add(id(ctrl))
                 stack.pop()
     return []
+
+
+def ancestors(producers, roots: Iterable[str], stop=None) -> set[str]:
+    """Nodes reachable backwards from `roots` (included) through `producers(name)` -> (data,
+    control); `stop(name)` true means: include the node but do not walk past it. A control tuple
+    that nodes share (one object) is pushed once."""
+    seen: set[str] = set()
+    expanded: set[int] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if stop is not None and stop(n):
+            continue
+        data, ctrl = producers(n)
+        stack.extend(data)
+        if ctrl and id(ctrl) not in expanded:
+            expanded.add(id(ctrl))
+            stack.extend(ctrl)
+    return seen
+
+
+def descendants(uses, producers, copy_readers, roots: Iterable[str], through_control: bool) -> set[str]:
+    """Nodes reachable forwards from `roots` (included) over the use index `uses`, and through
+    `copy_readers(name, colocated=False)` (tower copies' readers) when given; over data edges
+    only if not `through_control`."""
+    data_users, control_sets, readers = uses.data, uses.sets, uses.readers
+    seen: set[str] = set()
+    expanded: set[int] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        found = data_users.get(n)
+        if found:
+            stack.extend(found)
+        if through_control:
+            sets = control_sets.get(n)
+            if sets:
+                for key in sets:
+                    if key not in expanded:
+                        expanded.add(key)
+                        stack.extend(readers[key])
+        if copy_readers is not None:
+            stack.extend(
+                u for u in copy_readers(n, colocated=False) if through_control or n in producers(u)[0]
+            )
+    return seen

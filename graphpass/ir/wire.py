@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 
 NODE_TAG = b"\x0a"  # GraphDef.node: field 1, length-delimited
 NAME_FIELD, OP_FIELD, INPUT_FIELD, DEVICE_FIELD, ATTR_FIELD = 1, 2, 3, 4, 5
@@ -98,7 +98,8 @@ class NodeLayout:
 
     __slots__ = ("name", "op_end", "inputs", "device", "attrs")
 
-    def __init__(self, body, start: int = 0, end: int | None = None):
+    def __init__(self, body, start: int = 0, end: int | None = None, wanted: Container[str] | None = None):
+        """`wanted`: the attrs whose strings to locate (None: all of them)."""
         end = len(body) if end is None else end
         self.name: tuple[int, int] | None = None
         self.op_end = start
@@ -121,9 +122,11 @@ class NodeLayout:
                 for n2, _, s2, e2 in fields(body, s, e):
                     if n2 == 1:
                         key = bytes(body[s2:e2]).decode()
+                        if wanted is not None and key not in wanted:
+                            break  # the key comes first: an attr not asked for is not walked
                     elif n2 == 2:
                         value = (s2, e2)
-                if key is not None and value is not None:
+                if key is not None and value is not None and (wanted is None or key in wanted):
                     self.attrs[key] = _strings(body, *value)
             prev = e
 

@@ -2,60 +2,92 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 from tensorflow.core.framework import types_pb2
 
-from ..algorithms import ALGORITHMS
+from .. import algorithms, naming
 from ..algorithms.base import Builder
-from ..algorithms.collective import Collective
 from ..algorithms.gather import build_gather
 from ..context import Reduction, RewriteContext
 from ..errors import ConfigError
 from ..ir import names
 from ..ir.rewriter import type_attr
+from ..options import Option, options_of
 from .base import Pass, PassResult, option
 
 
 @dataclass(frozen=True)
 class AllReduce(Pass):
+    """The pass's own options are fields; an algorithm's own (collective's keys, say) are given
+    beside `algorithm:` in a rules file and held, typed, in `algorithm_options`: an instance of
+    the algorithm's `Options` dataclass (None: its defaults)."""
+
     name = "allreduce"
     summary = "sum or average every gradient across the towers before the optimizer uses it"
+    requires = ("towers",)
+    provides = ("reduced-gradients",)
 
-    algorithm: Literal[
-        "nccl", "collective", "hierarchical", "naive", "colocate", "ring", "halving-doubling"
-    ] = option("nccl", "how gradients are reduced (see README: All-reduce algorithms)")
+    algorithm: str = option(
+        "nccl", "how gradients are reduced (see README: All-reduce algorithms)", choices=algorithms.names
+    )
     average: bool = option(True, "divide the sum by the number of towers (for mean losses)")
-    communication_hint: Literal["auto", "ring", "nccl"] = option(
-        "auto", "collective only: the implementation TensorFlow should pick"
-    )
-    group_key: int | None = option(
-        None, "collective only: the group key (default: derived from the device list)"
-    )
-    instance_key_base: int | None = option(
-        None, "collective only: the first instance key (default: derived from the gradients)"
-    )
     sparse: Literal["gather", "dense"] = option(
         "gather",
         "sparse gradients: gather every tower's rows (exact), or scatter them into a dense tensor "
         "reduced like the others (then every row is updated: zero rows still decay momentum)",
     )
+    algorithm_options: Any = field(default=None, compare=True)
+
+    def __post_init__(self) -> None:
+        cls = algorithms.get(self.algorithm)
+        opts = self.algorithm_options
+        if opts is not None and (cls.Options is None or not isinstance(opts, cls.Options)):
+            want = f"a {cls.Options.__name__}" if cls.Options else "none"
+            raise ConfigError(
+                f"allreduce: algorithm {self.algorithm} takes {want} as its options, "
+                f"not {type(opts).__name__}"
+            )
+
+    @classmethod
+    def options(cls) -> list[Option]:
+        """The pass's options, then every algorithm's own, each saying which algorithm takes it."""
+        out = options_of(cls)
+        for opt, takers in algorithms.all_options().values():
+            out.append(
+                Option(opt.name, opt.type, opt.default, f"{', '.join(takers)} only: {opt.help}", opt.allowed)
+            )
+        return out
+
+    @classmethod
+    def from_options(cls, values: dict[str, Any]) -> AllReduce:
+        own = {f.name for f in fields(cls)} - {"algorithm_options"}
+        mine = {k: v for k, v in values.items() if k in own}
+        algorithm = mine.get("algorithm", cls.algorithm)
+        algo = algorithms.get(algorithm)
+        given = {k: v for k, v in values.items() if k not in own}
+        known = algorithms.all_options()
+        unknown = [k for k in given if k not in known]
+        if unknown:
+            valid = ", ".join(o.name for o in cls.options())
+            raise ConfigError(f"pass 'allreduce' has no option '{unknown[0]}'; valid options: {valid}")
+        takes = {o.name for o in algorithms.options(algorithm)}
+        # an algorithm's option left at its default may be spelled out for any algorithm
+        foreign = [k for k, v in given.items() if k not in takes and v != known[k][0].default]
+        if foreign:
+            takers = ", ".join(sorted({a for k in foreign for a in known[k][1]}))
+            verb = "applies" if len(foreign) == 1 else "apply"
+            raise ConfigError(
+                f"allreduce: {', '.join(foreign)} {verb} to algorithm: {takers} only, not {algorithm}"
+            )
+        mine_opts = {k: v for k, v in given.items() if k in takes}
+        if algo.Options is not None and mine_opts:
+            mine["algorithm_options"] = algo.Options(**mine_opts)
+        return cls(**mine)
 
     def run(self, ctx: RewriteContext) -> PassResult:
-        if ctx.mode is None:
-            raise ConfigError("'allreduce' needs a 'replicate' pass before it")
-        algo = ALGORITHMS[self.algorithm]
-        if self.algorithm == "collective":
-            for key in (self.group_key, self.instance_key_base):
-                if key is not None and not 0 < key < 2**31 - 2**20:
-                    raise ConfigError("allreduce: collective keys must be positive 31-bit integers")
-            algo = Collective(self.communication_hint, self.group_key, self.instance_key_base)
-        elif self.communication_hint != "auto" or self.group_key or self.instance_key_base:
-            raise ConfigError(
-                "allreduce: communication_hint, group_key and instance_key_base apply to algorithm: "
-                "collective only"
-            )
+        algo = algorithms.get(self.algorithm)(self.algorithm_options)
         if not ctx.pending:
             return PassResult(False, "no gradients left to reduce")
         if algo.all_reduce and any(not r.all_reduce and r.kind == "dense" for r in ctx.pending):
@@ -78,12 +110,17 @@ class AllReduce(Pass):
             ctx.reduced.append((red, self.algorithm))
         dense = sum(r.kind == "dense" for r in ctx.pending)
         sparse = sum(r.kind == "values" for r in ctx.pending)
+        pieces = {key: pack for pack in ctx.packs for key in pack.pieces}
+        in_packs = [r for r in ctx.pending if r.key in pieces]
+        packed = sum(len(p.gradients) for p in {id(pieces[r.key]): pieces[r.key] for r in in_packs}.values())
         ctx.pending = []
         verb = "averaged" if self.average else "summed"
-        summary = f"{dense} gradients {verb} with {self.algorithm}"
+        summary = f"{dense - len(in_packs) + packed} gradients {verb} with {self.algorithm}"
+        if in_packs:
+            summary += f", {packed} of them in {len(in_packs)} packs"
         if sparse:
             summary += f", {sparse} sparse gradients gathered"
-        return PassResult(True, summary, {"reductions": dense, "sparse": sparse})
+        return PassResult(True, summary, {"reductions": dense, "sparse": sparse, "packed": packed})
 
 
 def _controls(ctx: RewriteContext, sink: str) -> list[str]:
@@ -114,7 +151,7 @@ def _densify(ctx: RewriteContext, pending: list[Reduction]) -> list[Reduction]:
         dense_inputs = []
         for i, (values, idx) in enumerate(zip(red.inputs, partner.inputs, strict=True)):
             dev = ctx.devices[i]
-            scope = names.tower_name(i, f"allreduce/{red.variables[0]}/densify")
+            scope = f"{naming.allreduce_scope(red.variables[0], i)}/densify"
             n = rw.const(rw.unique_name(f"{scope}/rows"), rows, i32, dev).name
             dense_inputs.append(
                 rw.add(

@@ -1,13 +1,14 @@
-"""The Pass contract: a frozen dataclass with a kebab-case name, typed options and a run() method."""
+"""The Pass contract: a frozen dataclass with a kebab-case name, typed options and a run() method,
+declaring what it needs from the passes before it (`requires`) and what it gives the ones after
+(`provides`); the pipeline checks the order from these when it is loaded."""
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..context import RewriteContext
+from ..options import Option, option, options_of
 
 
 @dataclass
@@ -21,62 +22,39 @@ class PassResult:
 
 @dataclass(frozen=True)
 class Pass:
-    """Base of every pass. Subclasses set `name` and `summary` and declare options as fields."""
+    """Base of every pass. Subclasses set `name` and `summary`, declare options as fields, and say
+    how they are ordered:
+
+    - `requires`: facts an earlier pass must have provided (every pass after `replicate` needs its
+      "towers");
+    - `provides`: facts this pass establishes; each is provided once, so a pass that provides
+      something appears once;
+    - `before`: facts that must not be provided yet when this pass runs (pack-gradients packs what
+      allreduce then reduces, so it comes before the pass that provides "reduced-gradients").
+    """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    provides: ClassVar[tuple[str, ...]] = ()
+    before: ClassVar[tuple[str, ...]] = ()
 
     def run(self, ctx: RewriteContext) -> PassResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @classmethod
     def options(cls) -> list[Option]:
-        hints = typing.get_type_hints(cls)
-        out = []
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else None
-            out.append(Option(f.name, hints[f.name], default, f.metadata.get("help", "")))
-        return out
+        """The options a rules file may give this pass, in the order `graphpass rules` lists them."""
+        return options_of(cls)
+
+    @classmethod
+    def from_options(cls, values: dict[str, Any]) -> Pass:
+        """The pass configured by a rules file's options (already checked against `options()`).
+
+        Raises:
+            ConfigError: options that do not go together.
+        """
+        return cls(**values)
 
 
-@dataclass(frozen=True)
-class Option:
-    name: str
-    type: Any
-    default: Any
-    help: str
-
-    @property
-    def choices(self) -> tuple[Any, ...] | None:
-        t = _strip_optional(self.type)
-        if typing.get_origin(t) is typing.Literal:
-            return typing.get_args(t)
-        return None
-
-    @property
-    def optional(self) -> bool:
-        return type(None) in typing.get_args(self.type)
-
-    def type_name(self) -> str:
-        if self.choices:
-            return " | ".join(str(c) for c in self.choices)
-        t = _strip_optional(self.type)
-        if typing.get_origin(t) is list:
-            name = "list of " + getattr(typing.get_args(t)[0], "__name__", "str")
-        else:
-            name = getattr(t, "__name__", str(t))
-        return f"{name} (optional)" if self.optional else name
-
-
-def _strip_optional(t):
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    if (
-        typing.get_origin(t) in (typing.Union, getattr(__import__("types"), "UnionType", None))
-        and len(args) == 1
-    ):
-        return args[0]
-    return t
-
-
-def option(default, help: str):
-    return field(default=default, metadata={"help": help})
+__all__ = ["Option", "Pass", "PassResult", "option"]

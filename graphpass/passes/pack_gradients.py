@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from tensorflow.core.framework import types_pb2
 from tensorflow.python.framework import dtypes
 
+from .. import naming
 from ..algorithms.base import chunk_sizes
-from ..context import Reduction, RewriteContext
+from ..context import Pack, Reduction, RewriteContext
 from ..errors import ConfigError
 from ..ir import names
 from ..ir.rewriter import int_attr, type_attr
@@ -23,6 +24,9 @@ I32 = types_pb2.DT_INT32
 class PackGradients(Pass):
     name = "pack-gradients"
     summary = "concatenate gradients into num_split packs (or byte buckets) per dtype around the reduction"
+    requires = ("towers",)
+    provides = ("gradient-packs",)
+    before = ("reduced-gradients",)  # it packs the gradients that allreduce then reduces
 
     num_split: int | None = option(
         None, "cut each dtype's concatenated gradients into this many packs (default 8)"
@@ -35,10 +39,6 @@ class PackGradients(Pass):
     )
 
     def run(self, ctx: RewriteContext) -> PassResult:
-        if ctx.mode is None:
-            raise ConfigError("'pack-gradients' needs a 'replicate' pass before it")
-        if not ctx.pending:
-            raise ConfigError("no gradients left to pack: put 'pack-gradients' before 'allreduce'")
         if self.num_split is not None and self.bucket_bytes is not None:
             raise ConfigError("pack-gradients: give num_split or bucket_bytes, not both")
         if self.num_split is not None and self.num_split < 1:
@@ -47,6 +47,8 @@ class PackGradients(Pass):
             raise ConfigError("pack-gradients: bucket_bytes must be at least 1")
         if self.min_pack_elements < 1:
             raise ConfigError("pack-gradients: min_pack_elements must be at least 1")
+        if not ctx.pending:
+            return PassResult(False, "no gradients to pack", {"packs": 0, "unpacked": []})
 
         packable, left = [], []
         for red in ctx.pending:
@@ -109,6 +111,7 @@ class _Packer:
         return self.rw.const(self.rw.unique_name(f"{scope}/{leaf}"), value, I32, device).name
 
     def _concat(self, scope, tensors, dtype, device) -> str:
+        """The ConcatV2 node of `tensors` (the tensor itself when there is one)."""
         if len(tensors) == 1:
             return tensors[0]
         axis = self._const(scope, "axis", 0, device)
@@ -149,7 +152,7 @@ class _Packer:
 
     def pack(self, reds: list[Reduction], pieces: int) -> list[Reduction]:
         """Pack `reds` (one dtype) into `pieces` reductions; wire the unpacked results into the
-        original reductions' outputs."""
+        original reductions' outputs; record the pack in the context."""
         g = self.count
         self.count += 1
         dtype = reds[0].dtype
@@ -162,14 +165,18 @@ class _Packer:
         rw = self.rw
 
         pack_inputs: list[list[str]] = [[] for _ in range(pieces)]
+        concats, splits = [], []
         for i in range(k):
             dev = self.ctx.devices[i]
-            scope = names.tower_name(i, f"grad_packs/pack{g}")
+            scope = naming.pack_scope(g, i)
             flat = [
                 self._reshape(scope, f"flat{n}", r.inputs[i], [-1], dtype, dev) for n, r in enumerate(reds)
             ]
             whole = self._concat(scope, flat, dtype, dev)
-            for j, t in enumerate(self._split(scope, whole, piece_sizes, dtype, dev)):
+            parts = self._split(scope, whole, piece_sizes, dtype, dev)
+            concats.append(whole if len(flat) > 1 else "")
+            splits.append(names.node_of(parts[0]) if pieces > 1 else "")
+            for j, t in enumerate(parts):
                 pack_inputs[j].append(t)
 
         outputs_per_piece: list[list[str]] = []
@@ -177,35 +184,37 @@ class _Packer:
             if all_reduce:
                 outs = []
                 for i in range(k):
-                    name = rw.unique_name(names.tower_name(i, f"grad_packs/pack{g}/reduced{j}"))
+                    name = rw.unique_name(f"{naming.pack_scope(g, i)}/reduced{j}")
                     rw.add(
                         name, "Identity", [pack_inputs[j][i]], {"T": type_attr(dtype)}, self.ctx.devices[i]
                     )
                     outs.append(name)
             else:
                 device = self.ctx.graph.node(reds[0].outputs[0]).device
-                name = rw.unique_name(f"grad_packs/pack{g}/reduced{j}")
+                name = rw.unique_name(f"{naming.pack_scope(g)}/reduced{j}")
                 rw.add(name, "Identity", [pack_inputs[j][0]], {"T": type_attr(dtype)}, device)
                 outs = [name]
             outputs_per_piece.append(outs)
 
+        unpack_concats, unpack_splits, reshapes = [], [], []
         for o in range(len(reds[0].outputs)):
-            scope = (
-                names.tower_name(o, f"grad_packs/pack{g}/unpack")
-                if all_reduce
-                else f"grad_packs/pack{g}/unpack"
-            )
+            scope = f"{naming.pack_scope(g, o if all_reduce else None)}/unpack"
             dev = self.ctx.graph.node(outputs_per_piece[0][o]).device
             whole = self._concat(scope, [outputs_per_piece[j][o] for j in range(pieces)], dtype, dev)
             parts = self._split(scope, whole, sizes, dtype, dev)
+            unpack_concats.append(whole if pieces > 1 else "")
+            unpack_splits.append(names.node_of(parts[0]) if len(reds) > 1 else "")
+            shaped_all = []
             for n, (red, part) in enumerate(zip(reds, parts, strict=True)):
                 sink = red.outputs[o]
                 sink_dev = self.ctx.graph.node(sink).device or dev
                 shaped = self._reshape(scope, f"grad{n}", part, list(red.shape), dtype, sink_dev)
                 rw.set_inputs(sink, [shaped])
+                shaped_all.append(shaped)
+            reshapes.append(tuple(shaped_all))
 
         variables = [v for r in reds for v in r.variables]
-        return [
+        packed = [
             Reduction(
                 key=f"pack{g}_{j}",
                 inputs=pack_inputs[j],
@@ -216,3 +225,18 @@ class _Packer:
             )
             for j in range(pieces)
         ]
+        self.ctx.packs.append(
+            Pack(
+                index=g,
+                gradients=tuple(r.key for r in reds),
+                sizes=tuple(sizes),
+                pieces=tuple(r.key for r in packed),
+                piece_sizes=tuple(piece_sizes),
+                concats=tuple(concats),
+                splits=tuple(splits),
+                unpack_concats=tuple(unpack_concats),
+                unpack_splits=tuple(unpack_splits),
+                reshapes=tuple(reshapes),
+            )
+        )
+        return packed

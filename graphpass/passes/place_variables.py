@@ -19,6 +19,8 @@ class PlaceVariables(Pass):
     summary = (
         "put each variable (with its slots, initializer, reads and updates) on a parameter-server device"
     )
+    requires = ("towers",)
+    provides = ("variable-placement",)
 
     strategy: Literal["least-loaded", "balanced", "round-robin"] = option(
         "least-loaded",
