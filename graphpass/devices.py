@@ -98,8 +98,11 @@ def device_type(device: str) -> str:
 
 @functools.cache
 def host_of(device: str) -> str:
-    """The CPU of the machine that holds `device`."""
+    """The CPU of the machine that holds `device`: the device itself for a CPU (host work of a
+    CPU tower stays on that tower's CPU)."""
     spec = DeviceSpecV2.from_string(device)
+    if (spec.device_type or "").upper() == "CPU":
+        return device
     return spec.replace(device_type="CPU", device_index=0).to_string()
 
 

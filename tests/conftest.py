@@ -35,6 +35,10 @@ EQUIVALENT = [
     "accumulate2_v1",
     "accumulate4_v2",
     "bert_adamw",
+    "while_ref",
+    "while_resource",
+    "while_read_value",
+    "mlp_cpu_pinned",
 ]
 # The presets whose output runs on CPU devices (nccl has no CPU kernel).
 CPU_PRESETS = [

@@ -77,6 +77,37 @@ def test_cluster_trains_like_single_tower(load_fixture, cluster, rules, model):
         assert {d.split("/device")[0] for d in sums} == {"/job:worker/task:0", "/job:worker/task:1"}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("rules", ["replicated-collective", "ps-least-loaded"])
+@pytest.mark.parametrize("model", ["mlp_cpu_pinned", "mlp_gpu_pinned"])
+def test_pinned_models_train_on_the_workers(load_fixture, cluster, rules, model):
+    """A model built under tf.device("/cpu:0") or ("/gpu:0"): the pins name no worker, so they
+    are mapped onto the workers' devices, and the step is the single tower's."""
+    spec, servers = cluster
+    fx = load_fixture(model)
+    towers, ps = cluster_devices(spec, 2, "CPU")
+    out = graphpass.rewrite(fx.graph_def, devices=towers, rules=rules, ps_devices=ps, verify_each=True)
+    assert {n.device for n in out.node} <= set(towers) | set(ps)
+    single = type(fx.graph_def)()
+    single.CopyFrom(fx.graph_def)
+    for node in single.node:
+        node.ClearField("device")
+    result = compare(
+        single,
+        out,
+        4,
+        fx.batches(8, 3, seed=2),
+        fx.train_op,
+        fx.init_op,
+        timeout_s=120,
+        target=servers[0].target,
+        config=_config(),
+    )
+    assert not result.missing and not result.initial_mismatch and not result.replica_mismatch
+    worst = result.worst()
+    assert worst[1] <= 1e-5, f"{worst[0]} differs by {worst[1]:.2e}"
+
+
 def test_workers_flag_and_cluster_file(tmp_path, cluster, capsys):
     import json
 

@@ -432,6 +432,69 @@ def bert_adamw():
     return {"x": ([None, 8], "float32", None), "y": ([None], "int64", 3)}, train, loss
 
 
+def _pinned_mlp(device: str):
+    """mlp_sgd's model, with Momentum and a learning rate decayed by the global step, built
+    entirely under `tf.device(device)`: the GraphDef keeps the pin on every node."""
+    tf1.disable_resource_variables()
+    with tf.device(device):
+        x = tf1.placeholder(tf.float32, [None, 16], name="x")
+        y = tf1.placeholder(tf.int64, [None], name="y")
+        h = _dense(x, 32, "hidden", tf.nn.relu)
+        logits = _dense(h, 5, "logits")
+        loss = _xent(logits, y)
+        step = tf1.train.get_or_create_global_step()
+        rate = tf1.train.exponential_decay(0.1, step, 2, 0.5)
+        train = tf1.train.MomentumOptimizer(rate, 0.9).minimize(loss, global_step=step, name="train")
+    return {"x": ([None, 16], "float32", None), "y": ([None], "int64", 5)}, train, loss
+
+
+def _while_model(resource: bool, read_value: bool):
+    """A v1 while_loop whose body multiplies by a variable it reads itself (not through a value
+    passed in), three times, then a dense head; Adam."""
+    if resource:
+        tf1.enable_resource_variables()
+    else:
+        tf1.disable_resource_variables()
+    tf1.disable_control_flow_v2()
+    x = tf1.placeholder(tf.float32, [None, 6], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    w = tf1.get_variable("loop/w", [6, 6], initializer=tf1.glorot_uniform_initializer())
+
+    def body(i, h):
+        weight = w.read_value() if read_value else w
+        return i + 1, tf.tanh(tf.matmul(h, weight))
+
+    _, h = tf1.while_loop(lambda i, h: i < 3, body, [tf.constant(0), x])
+    loss = _xent(_dense(h, 3, "head"), y)
+    train = tf1.train.AdamOptimizer(0.01).minimize(loss, name="train")
+    return {"x": ([None, 6], "float32", None), "y": ([None], "int64", 3)}, train, loss
+
+
+def while_ref():
+    """A ref variable read directly inside a v1 while_loop."""
+    return _while_model(resource=False, read_value=False)
+
+
+def while_resource():
+    """A resource variable read directly inside a v1 while_loop."""
+    return _while_model(resource=True, read_value=False)
+
+
+def while_read_value():
+    """A resource variable read with read_value() inside a v1 while_loop."""
+    return _while_model(resource=True, read_value=True)
+
+
+def mlp_cpu_pinned():
+    """The MLP under `tf.device("/device:CPU:0")`, as most TF1 scripts build it."""
+    return _pinned_mlp("/device:CPU:0")
+
+
+def mlp_gpu_pinned():
+    """The MLP under `tf.device("/device:GPU:0")` (built on a machine without one)."""
+    return _pinned_mlp("/device:GPU:0")
+
+
 BUILD_ONLY = {"keras_resnet50": keras_resnet50}  # built on demand, not written to tests/fixtures
 MODELS = {
     "mlp_sgd": mlp_sgd,
@@ -455,6 +518,11 @@ MODELS = {
     "accumulate2_v1": accumulate2_v1,
     "accumulate4_v2": accumulate4_v2,
     "bert_adamw": bert_adamw,
+    "mlp_cpu_pinned": mlp_cpu_pinned,
+    "while_ref": while_ref,
+    "while_resource": while_resource,
+    "while_read_value": while_read_value,
+    "mlp_gpu_pinned": mlp_gpu_pinned,
 }
 
 

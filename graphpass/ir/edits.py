@@ -120,7 +120,8 @@ class Edits:
     def _add_copy(self, c: Copy) -> None:
         if c.prefix in self._copies or c.index in self._copy_of:
             raise InternalError(f"tower {c.index} has a copy already")
-        clash = next((c.name(k) for k in range(len(c.positions)) if c.name(k) in self._nodes), None)
+        prefix, bases, nodes = c.prefix, c.template.bases, self._nodes
+        clash = next((prefix + bases[j] for j in c.positions if prefix + bases[j] in nodes), None)
         if clash is not None:
             raise InternalError(f"a node named '{clash}' already exists")
         self._copies[c.prefix] = c

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from tensorflow.core.framework import graph_pb2
 
 from .wire import node_entries_of
@@ -13,7 +14,8 @@ def finish(graph) -> bytearray:
     """The graph as a serialized GraphDef, deterministic: parsed nodes in order, then each
     copy's, then library and versions (the field order protobuf itself writes); the graph is
     left empty. A template member not changed since its copies were made is written from its
-    snapshot, without serializing it again."""
+    snapshot, without serializing it again; copies are joined from their template's bytes and
+    patched where they differ, in the output itself."""
     known: dict[str, memoryview] = {}
     for t in {id(c.template): c.template for c in graph._copies.values()}.values():
         view = memoryview(t.data)
@@ -28,13 +30,21 @@ def finish(graph) -> bytearray:
         tail.library.CopyFrom(graph.library)
     end = tail.SerializeToString(deterministic=True)
     parts = node_entries_of(graph._nodes.values(), known)
-    for pieces in copies:
+    offset = sum(map(len, parts))
+    patches = []
+    for pieces, at, values in copies:
         parts += pieces
+        patches.append((at + offset, values))
+        offset += sum(map(len, pieces))
     parts.append(end)
     del known, copies
     graph._hold(GraphDef())
     out = bytearray().join(parts)
     del parts
+    buffer = np.frombuffer(out, np.uint8)
+    for at, values in patches:
+        buffer[at] = values
+    del buffer
     return out
 
 

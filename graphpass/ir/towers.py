@@ -12,6 +12,7 @@ template tower's prefix, which the copy's prefix replaces.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -78,20 +79,22 @@ class Template:
         self.renamed_attrs: list[tuple[str, ...]] = []  # per member: attrs whose value is renamed
         size = 0
         plen = len(prefix)
+        seen: dict[str, tuple] = {}  # input -> (node, where its name starts) if it names the tower's
         for j, node in enumerate(nodes):
             body = node.SerializeToString(deterministic=True)
             head = NODE_TAG + varint(len(body))
             start = size + len(head)
             keys = tuple(renamed_attrs[j]) if renamed_attrs else ()
-            layout = NodeLayout(body, wanted=(names.COLOCATION_ATTR, *keys))
+            wanted = (names.COLOCATION_ATTR,) if names.COLOCATION_ATTR in node.attr else ()
+            layout = NodeLayout(body, wanted=(*wanted, *keys))
             holes = [Hole(start + layout.name[0], self.names[j])]
-            data, ctrl = self.producers[j]
-            refs = list(node.input)
-            for k, (s, _) in enumerate(layout.inputs):
-                ref = refs[k]
-                target = names.node_of(ref)
-                if inside(target):
-                    holes.append(Hole(start + s + (1 if ref[:1] == "^" else 0), target))
+            for ref, (s, _) in zip(node.input, layout.inputs, strict=True):
+                hole = seen.get(ref)
+                if hole is None:
+                    target = names.node_of(ref)
+                    hole = seen[ref] = (target, 1 if ref[:1] == "^" else 0) if inside(target) else ()
+                if hole:
+                    holes.append(Hole(start + s + hole[1], hole[0]))
             for (s, _), target in zip(_colocation_strings(body, layout), colocation[j], strict=False):
                 if inside(target):
                     holes.append(Hole(start + s + len(names.COLOCATION_PREFIX), target))
@@ -118,6 +121,7 @@ class Template:
             [_head_size(int(e - s)) for s, e in zip(starts, ends, strict=True)], np.int64
         )
         self.entry_ends = ends
+        self.device_ends = np.array([e for _, e in self.device_spans], np.int64)
         self.hole_at = np.array([h.at for hs in self.holes for h in hs], np.int64)
         self.hole_member = np.array([j for j, hs in enumerate(self.holes) for _ in hs], np.int64)
         self.outside_targets = {
@@ -141,6 +145,15 @@ class Template:
 def _head_size(body: int) -> int:
     """Bytes of a node entry's tag and length for a body of `body` bytes."""
     return 1 + len(varint(body))
+
+
+def _differing(old: bytes, new: bytes, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where `new` written over `old` (same length) at each of `starts` changes bytes, and to what."""
+    if len(old) != len(new) or not len(starts):
+        return np.zeros(0, np.int64), np.zeros(0, np.uint8)
+    a, b = np.frombuffer(old, np.uint8), np.frombuffer(new, np.uint8)
+    diff = np.flatnonzero(a != b)
+    return (starts[:, None] + diff[None, :]).ravel(), np.tile(b[diff], len(starts))
 
 
 def _colocation_strings(body: bytes, layout: NodeLayout) -> list[tuple[int, int]]:
@@ -215,47 +228,56 @@ class Copy:
         return b"".join(bytes(p) for p in self._alone(k, self.devices[k]))
 
     # -- output ------------------------------------------------------------------------------
-    def render(self) -> list:
-        """The copy's node entries, in slot order, as byte pieces to join: the template's entries
-        for the copied members, in one buffer whose differing bytes (the prefix at each hole, a
-        device of the same length) are overwritten; nodes that differ otherwise (changed through
-        the Rewriter, a device of another length, a counterpart named otherwise) on their own."""
+    def render(self) -> tuple[list, np.ndarray, np.ndarray]:
+        """The copy's node entries, in slot order: pieces to join (views of the template's bytes
+        for runs of members written as copies, bytes for nodes written on their own) and the
+        bytes that differ in those runs, as (offsets into the joined pieces, values): the prefix
+        at each hole, a device of the same length. Nodes that differ otherwise (changed through
+        the Rewriter, a device of another length, a counterpart named otherwise) are on their own.
+        The template's bytes are not copied here: the caller patches its joined output."""
         t = self.template
+        n = len(self.positions)
         pos = np.asarray(self.positions, np.int64)
         starts, ends = t.entry_starts[pos], t.entry_ends[pos]
-        sizes = ends - starts
-        full = len(pos) == len(t) and bool(np.all(pos == np.arange(len(t))))
-        if full:
-            buf = bytearray(t.data)
-            shift = np.zeros(len(pos), np.int64)
-        else:
-            view = memoryview(t.data)
-            buf = bytearray().join(view[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True))
-            shift = np.concatenate(([0], np.cumsum(sizes)[:-1])) - starts
-        arr = np.frombuffer(buf, np.uint8)
         own = self._own_nodes(pos)
-        self._patch_holes(arr, pos, shift, own)
-        moved = self._patch_devices(arr, pos, shift, own)
-        new_starts = (starts + shift).tolist()
-        new_ends = (ends + shift).tolist()
-        del arr
-        if not own and not moved:
-            return [buf]
-        view = memoryview(buf)
+        same, moved = self._device_changes(own)
+        alone = {
+            k: ([] if k in self.removed else self._alone(k, moved.get(k))) for k in sorted(own | moved.keys())
+        }
+        sizes = ends - starts
+        for k, pieces in alone.items():
+            sizes[k] = sum(len(p) for p in pieces)
+        shift = np.cumsum(sizes) - sizes - starts  # template offset -> output offset, per slot
+        bulk = np.ones(n, bool)
+        bulk[list(alone)] = False
+        at = [_differing(t.prefix.encode(), self.prefix.encode(), self._hole_offsets(pos, shift, bulk))]
+        for (was, device), slots in same.items():
+            ks = np.asarray(slots, np.int64)
+            d1 = t.device_ends[pos[ks]]
+            at.append(_differing(was.encode(), device.encode(), d1 + shift[ks] - len(was.encode())))
+        edges = {0, n, *alone, *(k + 1 for k in alone)}
+        edges.update((np.flatnonzero(starts[1:] != ends[:-1]) + 1).tolist())
+        view = memoryview(t.data)
         parts: list = []
-        run = None  # start of the current run of bulk-patched nodes
-        for k in range(len(pos)):
-            if k in own or k in moved:
-                if run is not None:
-                    parts.append(view[run : new_starts[k]])
-                    run = None
-                if k not in self.removed:
-                    parts += self._alone(k, moved.get(k))
-            elif run is None:
-                run = new_starts[k]
-        if run is not None:
-            parts.append(view[run : new_ends[-1]])
-        return parts
+        cuts = sorted(edges)
+        starts_l, ends_l = starts.tolist(), ends.tolist()
+        for a, b in itertools.pairwise(cuts):
+            if a in alone:
+                parts += alone[a]
+            else:
+                parts.append(view[starts_l[a] : ends_l[b - 1]])
+        return parts, np.concatenate([a for a, _ in at]), np.concatenate([v for _, v in at])
+
+    def _hole_offsets(self, pos: np.ndarray, shift: np.ndarray, bulk: np.ndarray) -> np.ndarray:
+        """Output offsets of the holes of the members written as copies (where the prefix starts)."""
+        t = self.template
+        if len(self.prefix) != len(t.prefix) or not len(t.hole_at):
+            return np.zeros(0, np.int64)
+        slot = np.full(len(t), -1, np.int64)
+        slot[pos[bulk]] = np.flatnonzero(bulk)
+        k = slot[t.hole_member]
+        keep = k >= 0
+        return t.hole_at[keep] + shift[k[keep]]
 
     def _own_nodes(self, pos: np.ndarray) -> set[int]:
         """Slots written on their own: removed, changed, or naming a counterpart otherwise than
@@ -266,54 +288,41 @@ class Copy:
             return own | set(range(len(pos)))
         plen = len(t.prefix)
         bad: dict[str, bool] = {}
-        for k, j in enumerate(self.positions):
-            targets = t.outside_targets.get(j)
-            if targets:
-                for x in targets:
-                    ok = bad.get(x)
-                    if ok is None:
-                        ok = bad[x] = self.rename(x) == self.prefix + x[plen:]
-                    if not ok:
-                        own.add(k)
-                        break
+        slot_of, bases = self.slot_of, t.bases
+        for j, targets in t.outside_targets.items():
+            k = slot_of.get(bases[j])
+            if k is None or self.positions[k] != j:
+                continue
+            for x in targets:
+                ok = bad.get(x)
+                if ok is None:
+                    ok = bad[x] = self.rename(x) == self.prefix + x[plen:]
+                if not ok:
+                    own.add(k)
+                    break
         return own
 
-    def _patch_holes(self, arr: np.ndarray, pos: np.ndarray, shift: np.ndarray, own: set[int]) -> None:
-        t = self.template
-        old, new = t.prefix.encode(), self.prefix.encode()
-        if len(old) != len(new) or not len(t.hole_at):
-            return
-        slot = np.full(len(t), -1, np.int64)
-        slot[pos] = np.arange(len(pos))
-        k = slot[t.hole_member]
-        keep = k >= 0
-        at = t.hole_at[keep] + shift[k[keep]]
-        for i, (a, b) in enumerate(zip(old, new, strict=True)):
-            if a != b:
-                arr[at + i] = b
-
-    def _patch_devices(self, arr, pos: np.ndarray, shift: np.ndarray, own: set[int]) -> dict[int, str]:
-        """Overwrite the device values that keep their length; return the slots whose device
-        changes its length (or appears), written on their own."""
+    def _device_changes(self, own: set[int]) -> tuple[dict[tuple[str, str], list[int]], dict[int, str]]:
+        """Slots whose device changes, outside `own`: by (template device, device) where the value
+        keeps its length (patched in place), and slot -> device where it does not (or appears),
+        written on their own."""
         t = self.template
         moved: dict[int, str] = {}
-        by_pair: dict[tuple[str, str], list[int]] = {}
-        for k, (j, device) in enumerate(zip(self.positions, self.devices, strict=True)):
-            was = t.devices[j]
+        same: dict[tuple[str, str], list[int]] = {}
+        was_of = [t.devices[j] for j in self.positions]
+        for k, (was, device) in enumerate(zip(was_of, self.devices, strict=True)):
             if device == was or k in own:
                 continue
             if len(device) != len(was) or not was:
                 moved[k] = device
             else:
-                by_pair.setdefault((was, device), []).append(k)
-        for (was, device), slots in by_pair.items():
-            ks = np.asarray(slots, np.int64)
-            d1 = np.asarray([t.device_spans[self.positions[k]][1] for k in slots], np.int64)
-            at = d1 + shift[ks] - len(was.encode())  # the value ends the field
-            for i, (a, b) in enumerate(zip(was.encode(), device.encode(), strict=True)):
-                if a != b:
-                    arr[at + i] = b
-        return moved
+                pair = (was, device)
+                group = same.get(pair)
+                if group is None:
+                    same[pair] = [k]
+                else:
+                    group.append(k)
+        return same, moved
 
     def _alone(self, k: int, device: str | None) -> list:
         """Slot k's entry written on its own."""

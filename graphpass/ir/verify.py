@@ -158,10 +158,13 @@ def check_edges(graph: Graph, by_op: dict[str, list]) -> None:
     back = {node.name for op in BACK_EDGE_OPS for node in by_op.get(op, ())}
     outputs: dict[str, int] = {}
     preds: dict[str, tuple] = {}
+    # The graph's parse caches, read directly (filled through its methods where empty).
+    parses, reads, colocated = graph._parsed, graph._reads, graph._colocated
     for node in graph.parsed_nodes():
         name = node.name
-        parsed = graph.producers(name)
-        for producer, index in graph.output_reads(name):
+        parsed = parses.get(name) or graph.producers(name)
+        indexed = reads.get(name)
+        for producer, index in graph.output_reads(name) if indexed is None else indexed:
             have = outputs.get(producer)
             if have is None:
                 known = graph.get(producer)
@@ -169,18 +172,19 @@ def check_edges(graph: Graph, by_op: dict[str, list]) -> None:
             if index >= have:
                 raise InternalError(f"node '{name}' reads output {index} of '{producer}' (it has {have})")
         preds[name] = without(parsed, back)
-        for target in graph.colocation(name):
+        targets = colocated.get(name)
+        for target in graph.colocation(name) if targets is None else targets:
             if target not in graph:
                 raise InternalError(f"node '{name}' is colocated with missing node '{target}'")
-    missing = set(filterfalse(has, chain.from_iterable(chain.from_iterable(preds.values()))))
-    for p in sorted(missing):
+    referenced = set(chain.from_iterable(chain.from_iterable(preds.values())))
+    unparsed = referenced.difference(graph._nodes)  # copies' nodes, or missing ones
+    for p in sorted(filterfalse(has, unparsed)):
         reader = next(n for n, (data, ctrl) in preds.items() if p in data or p in ctrl)
         raise InternalError(f"node '{reader}' reads '{p}', which does not exist")
     if graph.copies:
-        referenced = set(chain.from_iterable(chain.from_iterable(preds.values())))
         exits: dict[int, set[int]] = defaultdict(set)  # per template: members read from outside
         by_prefix = {c.prefix: c for c in graph.copies}
-        for name in referenced:
+        for name in unparsed:
             c = by_prefix.get(name[: name.find("/") + 1])
             if c is not None:
                 k = c.slot_of.get(name[len(c.prefix) :])
@@ -188,7 +192,7 @@ def check_edges(graph: Graph, by_op: dict[str, list]) -> None:
                     exits[id(c.template)].add(c.positions[k])
         summaries: dict = {}
         for c in graph.copies:
-            preds.update(_copy_preds(graph, c, referenced, exits[id(c.template)], summaries))
+            preds.update(_copy_preds(graph, c, unparsed, exits[id(c.template)], summaries))
     cycle = find_cycle(preds)
     if cycle:
         raise InternalError(f"the graph has a cycle through node(s) {', '.join(cycle[:5])}")
@@ -200,10 +204,11 @@ def _copy_preds(graph: Graph, c, referenced: set[str], exits: set[int], summarie
     with inputs: the others close no cycle), one stand-in per set of them reaching the same
     ones. Checks on the way that every outside node the copy reads exists."""
     t = c.template
-    live = tuple(c.positions[k] for k in c.live() if k not in c.detached)
-    summary = summaries.get((id(t), live))
+    key = (id(t), tuple(c.positions), frozenset(c.removed), frozenset(c.detached))
+    summary = summaries.get(key)
     if summary is None:
-        summary = summaries[id(t), live] = _summary(graph, t, live, exits)
+        live = tuple(c.positions[k] for k in c.live() if k not in c.detached)
+        summary = summaries[key] = _summary(graph, t, live, exits)
     own, groups = summary
     for e in own:
         if c.rename(e) not in graph:
@@ -233,15 +238,24 @@ def _summary(graph: Graph, t, live: tuple[int, ...], read: set[int]):
     position = t.position
     outside: dict[int, list[str]] = {}
     own: set[str] = set()
+    reads_any: dict[str, bool] = {}  # an outside node read: whether it has inputs (checked once)
     for j in live:
         data, ctrl = t.producers[j]
-        ext = [p for p in dict.fromkeys(data + ctrl) if position.get(p) not in member]
-        for p in ext:
-            if p not in graph:
-                raise InternalError(f"'{t.names[j]}', copied as a tower, reads '{p}', which does not exist")
-            if (graph.tower_of(p) or (None,))[0] == t.index:
-                own.add(p)
-        ext = [p for p in ext if any(graph.producers(p))]
+        ext = []
+        for p in dict.fromkeys(data + ctrl):
+            if position.get(p) in member:
+                continue
+            has = reads_any.get(p)
+            if has is None:
+                if p not in graph:
+                    raise InternalError(
+                        f"'{t.names[j]}', copied as a tower, reads '{p}', which does not exist"
+                    )
+                if (graph.tower_of(p) or (None,))[0] == t.index:
+                    own.add(p)
+                has = reads_any[p] = any(graph.producers(p))
+            if has:
+                ext.append(p)
         if ext:
             outside[j] = ext
     exits = [j for j in live if j in read]

@@ -7,6 +7,8 @@ from collections.abc import Container, Iterable, Iterator, Mapping
 NODE_TAG = b"\x0a"  # GraphDef.node: field 1, length-delimited
 NAME_FIELD, OP_FIELD, INPUT_FIELD, DEVICE_FIELD, ATTR_FIELD = 1, 2, 3, 4, 5
 DEVICE_TAG = b"\x22"  # NodeDef.device: field 4, length-delimited
+NAME_TAG, OP_TAG, INPUT_TAG = 0x0A, 0x12, 0x1A  # NodeDef fields 1-3, length-delimited (tag bytes)
+HEAD_TAGS = frozenset((NAME_TAG, OP_TAG, INPUT_TAG, DEVICE_TAG[0]))
 AFTER_DEVICE = frozenset(b"\x2a\x32\x3a")  # attr, experimental_debug_info, experimental_type
 ATTR_S, ATTR_LIST = 2, 1  # AttrValue: s (bytes), list (ListValue)
 LIST_S = 2  # AttrValue.ListValue: s (repeated bytes)
@@ -99,15 +101,19 @@ class NodeLayout:
     __slots__ = ("name", "op_end", "inputs", "device", "attrs")
 
     def __init__(self, body, start: int = 0, end: int | None = None, wanted: Container[str] | None = None):
-        """`wanted`: the attrs whose strings to locate (None: all of them)."""
+        """`wanted`: the attrs whose strings to locate (None: all of them; empty: none, and the
+        walk stops at the first field after the device)."""
         end = len(body) if end is None else end
         self.name: tuple[int, int] | None = None
         self.op_end = start
         self.inputs: list[tuple[int, int]] = []
         self.device: tuple[int, int] | None = None  # the whole field: tag, length, bytes
         self.attrs: dict[str, list[tuple[int, int]]] = {}
-        prev = start
+        prev = start = self._head(body, start, end)
+        none_wanted = wanted is not None and not wanted
         for number, wire, s, e in fields(body, start, end):
+            if number > DEVICE_FIELD and none_wanted:
+                break
             if number == NAME_FIELD:
                 self.name = (s, e)
                 self.op_end = e
@@ -129,6 +135,34 @@ class NodeLayout:
                 if key is not None and value is not None and (wanted is None or key in wanted):
                     self.attrs[key] = _strings(body, *value)
             prev = e
+
+    def _head(self, body, pos: int, end: int) -> int:
+        """Walk the leading string fields 1-4 (name, op, inputs, device: the bulk of a node's
+        fields, walked here without the general reader); return where the rest begins."""
+        inputs = self.inputs
+        while pos < end:
+            tag = body[pos]
+            if tag not in HEAD_TAGS:
+                break
+            n = body[pos + 1]
+            if n < 0x80:
+                s = pos + 2
+            else:
+                n, s = read_varint(body, pos + 1)
+            e = s + n
+            if e > end:
+                raise ValueError("truncated")
+            if tag == INPUT_TAG:
+                inputs.append((s, e))
+            elif tag == NAME_TAG:
+                self.name = (s, e)
+                self.op_end = e
+            elif tag == OP_TAG:
+                self.op_end = e
+            else:
+                self.device = (pos, e)
+            pos = e
+        return pos
 
     def device_at(self) -> int:
         """Where a device field would go: after the inputs (fields are written in number order)."""

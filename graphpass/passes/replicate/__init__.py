@@ -35,6 +35,7 @@ from . import build, inputs, merges, originals, plans, reductions, regions, vari
 from .build import OUTPUT_SHAPES
 from .devices import Devices, place_variables
 from .merges import FLOAT_TYPES, INT_TYPES
+from .pins import normalize_pins
 from .templates import PER_TOWER_NAME_ATTRS
 
 __all__ = [
@@ -94,6 +95,9 @@ class Replicate(Pass):
             raise ConfigError("replicate: share_constants_over must be 0 or more")
         g, rw, a = ctx.graph, ctx.rewriter, ctx.analysis
         replicated = self.mode == "replicated"
+        pins = normalize_pins(ctx)
+        if pins.note():
+            ctx.notes.append(pins.note())
         original = frozenset(g.names())
         if any(u.targets for u in a.updates):
             rw.drop_function_colocation()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tensorflow.core.framework import types_pb2
+
 from ... import devices as devmod
 from ... import placement
 from ...context import RewriteContext
@@ -81,11 +83,29 @@ def device_kind(g: Graph, variables, n: str) -> tuple:
     the tower's device if its op has a kernel there."""
     node = g.node(n)
     for p in g.data_inputs(n):
-        if p in variables:
-            return ("var", p)
+        v = p if p in variables else _variable_behind(g, variables, p)
+        if v is not None:
+            return ("var", v)
     if node.device and devmod.device_type(node.device) == "CPU":
         return ("host",)
     return ("tower", node)
+
+
+def _variable_behind(g: Graph, variables, p: str) -> str | None:
+    """The variable whose resource handle `p` passes on (an Enter into a loop frame, an
+    Identity, a Switch: any op whose T is a resource), if any: TensorFlow places a reader of
+    the handle with the variable, loop frames or not."""
+    seen = set()
+    while p not in variables:
+        node = g.get(p)
+        if node is None or p in seen or "T" not in node.attr or node.attr["T"].type != types_pb2.DT_RESOURCE:
+            return None
+        seen.add(p)
+        data = g.data_inputs(p)
+        if not data:
+            return None
+        p = data[0]
+    return p
 
 
 def place_variables(ctx: RewriteContext, devs: Devices, replicated: bool, ps_device: str | None) -> None:

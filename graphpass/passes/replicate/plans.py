@@ -71,7 +71,25 @@ def plan_towers(ctx: RewriteContext, regions: Regions, split: frozenset[str], sh
             if controls is None:
                 controls = memo[key] = tuple(entry("^" + p, n) for p in ctrl)
         by_node[n] = Plan(src, entries, controls, device_kind(g, variables, n))
+    _follow_colocation(g, by_node)
     return Plans(by_node, {n: frozenset(ks) for n, ks in merges.items()})
+
+
+def _follow_colocation(g, by_node: dict[str, Plan]) -> None:
+    """A region node colocated with another (`_class`) is placed like it: TensorFlow refuses
+    colocated nodes on different devices (a loop gradient's constant colocated with a read
+    that goes to its variable's parameter server, say)."""
+    for n in list(by_node):
+        seen = {n}
+        target = n
+        while True:
+            follow = next((t for t in g.colocation(target) if t in by_node and t not in seen), None)
+            if follow is None:
+                break
+            seen.add(follow)
+            target = follow
+        if target != n and by_node[target].kind != by_node[n].kind:
+            by_node[n] = by_node[n]._replace(kind=by_node[target].kind)
 
 
 def _input_entry(
