@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from tensorflow.core.framework import graph_pb2
 
-from . import analysis
+from . import analysis, manifest
 from . import devices as devmod
 from .context import RewriteContext
 from .errors import InvalidGraphError
@@ -150,6 +150,16 @@ def _read(path) -> tuple[Graph, bytes | None]:
     return Graph(graph_def, copy=False), data
 
 
+def _refuse_rewritten(g: Graph) -> None:
+    """Refuse a graph graphpass has already rewritten (it holds a manifest), before any analysis."""
+    for node in g.parsed_nodes():
+        if manifest.is_manifest(node):
+            raise InvalidGraphError(
+                f"the graph was already rewritten by graphpass (node '{node.name}' records its "
+                "towers): rewrite the single-tower graph instead"
+            )
+
+
 def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers, ps_devices):
     """The rewrite, its output in a bytearray (see Graph.finish), and its Report."""
     start = time.perf_counter()
@@ -163,6 +173,8 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
     else:
         raise InvalidGraphError(f"expected a GraphDef or a path, got {type(graph).__name__}")
     nodes_in = len(g)
+    _refuse_rewritten(g)
+    lookalike = manifest.lookalikes(g.names())
     if data is None:
         data = g.source_bytes()
     shapes = ShapeOracle(data, g.names(), g.versions, g.library)
@@ -176,6 +188,8 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
             "gradients are reduced where the updates read them"
         )
     runs = pipeline.run(ctx, verify_each=verify_each)
+    if ctx.mode is not None:
+        manifest.record(ctx, lookalike)
     verify.check(g, packs=ctx.packs)
     shapes.close()
     nodes_out = len(g)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from tensorflow.core.framework import graph_pb2
 
-from . import naming, opdefs
+from . import manifest, naming, opdefs
 from .diff import natural_key
 from .errors import InvalidGraphError
 from .ir import names
@@ -97,17 +97,20 @@ def collapse(graph_def: GraphDef, max_allreduce_groups: int = MAX_ALLREDUCE_GROU
     """
     nodes = {}
     for node in graph_def.node:
+        if manifest.is_manifest(node):
+            continue  # the rewrite's record of itself, not part of the step
         if node.name in nodes:
             raise InvalidGraphError(f"the graph has two nodes named '{node.name}'")
         nodes[node.name] = node
     used = {names.node_of(r) for node in graph_def.node for r in node.input}
     placeholders = sorted(n.name for n in graph_def.node if n.op == "Placeholder")
     split_scopes = tuple(f"{p}/split" for p in placeholders)
-    single = not any(naming.parse_tower(name) for name in nodes)
+    tower_of = manifest.tower_reader(graph_def)
+    single = not any(tower_of(name) for name in nodes)
 
     assignment: dict[str, tuple[str, str]] = {}  # node -> (kind, key)
     for name, node in nodes.items():
-        assignment[name] = _classify(name, node, single, split_scopes, name in used)
+        assignment[name] = _classify(name, node, single, split_scopes, name in used, tower_of)
 
     keys = sorted({key for kind, key in assignment.values() if kind == "allreduce"}, key=natural_key)
     per_key = len(keys) <= max_allreduce_groups
@@ -153,7 +156,9 @@ def collapse(graph_def: GraphDef, max_allreduce_groups: int = MAX_ALLREDUCE_GROU
     return view
 
 
-def _classify(name: str, node, single: bool, split_scopes: tuple[str, ...], used: bool) -> tuple[str, str]:
+def _classify(
+    name: str, node, single: bool, split_scopes: tuple[str, ...], used: bool, tower_of
+) -> tuple[str, str]:
     if opdefs.is_variable_op(node.op):
         return "variables", node.device
     path = naming.allreduce_path(name)
@@ -163,7 +168,7 @@ def _classify(name: str, node, single: bool, split_scopes: tuple[str, ...], used
         return "allreduce", naming.REDUCED
     if name.startswith(naming.PACKS + "/"):
         return "allreduce", naming.PACKS
-    tower = naming.parse_tower(name)
+    tower = tower_of(name)
     if tower:
         return "tower", str(tower[0])
     if node.op == "Placeholder" or any(name == s or name.startswith(s + "/") for s in split_scopes):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 from tensorflow.python.framework import dtypes
 
-from . import naming, opdefs
+from . import manifest, opdefs
 from .comparison import (
     ROUNDING_FACTOR,
     Comparison,
@@ -68,8 +68,9 @@ class Verification:
 def tower_count(graph_def) -> int:
     """How many towers a rewritten graph has (0 for a single-tower graph)."""
     found = set()
+    tower_of = manifest.tower_reader(graph_def)
     for node in graph_def.node:
-        tower = naming.parse_tower(node.name)
+        tower = tower_of(node.name)
         if tower:
             found.add(tower[0])
     return max(found) + 1 if found else 0
@@ -81,8 +82,9 @@ def on_cpus(graph_def, towers: int):
     from collections import Counter
 
     per_tower: dict[int, Counter] = {}
+    tower_of = manifest.tower_reader(graph_def)
     for node in graph_def.node:
-        tower = naming.parse_tower(node.name)
+        tower = tower_of(node.name)
         if tower:
             per_tower.setdefault(tower[0], Counter())[node.device] += 1
     mapping = {c.most_common(1)[0][0]: f"/device:CPU:{i}" for i, c in per_tower.items() if c}

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 from tensorflow.python.framework import dtypes
 
-from . import analysis, naming, opdefs, placement, step_state
+from . import analysis, manifest, naming, opdefs, placement, step_state
 from .errors import GraphpassError
 from .ir import names
 from .ir.graph import Graph
@@ -26,9 +26,11 @@ HEAVY_OPS = (
 
 def inspect_graph(graph_def) -> dict:
     """A report of `graph_def`: "single-tower" or "rewritten", with the facts of each kind."""
+    if manifest.read(graph_def) is not None:
+        return _rewritten(graph_def)
     if any(n.name.startswith(naming.tower_prefix(0)) for n in graph_def.node) and any(
         naming.REDUCED + "/" in n.name for n in graph_def.node
-    ):
+    ):  # from an older graphpass, or elsewhere: read from the names
         return _rewritten(graph_def)
     return _single(graph_def)
 
@@ -127,8 +129,9 @@ def _dry_run(graph_def) -> str | None:
 def _rewritten(graph_def) -> dict:
     nodes_by_device = Counter(n.device or "(none)" for n in graph_def.node)
     towers: dict[int, dict] = {}
+    tower_of = manifest.tower_reader(graph_def)
     for n in graph_def.node:
-        tower = naming.parse_tower(n.name)
+        tower = tower_of(n.name)
         if not tower:
             continue
         t = towers.setdefault(tower[0], {"nodes": 0, "heavy_ops": 0, "devices": Counter()})
@@ -136,7 +139,7 @@ def _rewritten(graph_def) -> dict:
         t["heavy_ops"] += n.op in HEAVY_OPS
         t["devices"][n.device] += 1
     variables = [n for n in graph_def.node if opdefs.is_variable_op(n.op)]
-    canonical = {v.name: v for v in variables if not naming.parse_tower(v.name)}
+    canonical = {v.name: v for v in variables if not tower_of(v.name)}
     by_device: dict[str, int] = defaultdict(int)
     groups: dict[str, int] = defaultdict(int)  # a slot (colocated with its variable) counts with it
     for v in canonical.values():

@@ -9,6 +9,7 @@ TOWER_PATTERN = re.compile(r"^tower(\d+)/")
 ALLREDUCE = "allreduce"
 REDUCED = "reduced_grads"
 PACKS = "grad_packs"
+MANIFEST = "graphpass_manifest"  # the node recording the rewrite (manifest.py)
 
 
 def tower_prefix(index: int) -> str:
