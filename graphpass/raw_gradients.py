@@ -141,7 +141,8 @@ def _nearest_backward(graph: Graph, grad: str, backward: set[str]) -> tuple[list
                 continue
             seen.add(producer)
             post.append(producer)
-            nxt.extend(tensor_of(r) for r in graph.node(producer).input if not r.startswith("^"))
+            data = graph.producers(producer)[0]  # data inputs come first: controls are not walked
+            nxt.extend(map(tensor_of, graph.node(producer).input[: len(data)]))
         if found:
             return found, post
         layer = nxt
