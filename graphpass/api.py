@@ -152,12 +152,12 @@ def _read(path) -> tuple[Graph, bytes | None]:
 
 def _refuse_rewritten(g: Graph) -> None:
     """Refuse a graph graphpass has already rewritten (it holds a manifest), before any analysis."""
-    for node in g.parsed_nodes():
-        if manifest.is_manifest(node):
-            raise InvalidGraphError(
-                f"the graph was already rewritten by graphpass (node '{node.name}' records its "
-                "towers): rewrite the single-tower graph instead"
-            )
+    node = manifest.find(g.parsed_nodes())
+    if node is not None:
+        raise InvalidGraphError(
+            f"the graph was already rewritten by graphpass (node '{node.name}' records its "
+            "towers): rewrite the single-tower graph instead"
+        )
 
 
 def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers, ps_devices):

@@ -1,6 +1,7 @@
 """What a rewrite records about itself in its output (one NoOp with an attr TensorFlow ignores): the
 towers' devices, the mode, and the names that look like a tower's but are not; read back by
-inspect, execution, dot and verify, so a scope the input called `tower3` is just a name."""
+inspect, execution and dot, so a scope the input called `tower3` is just a name, and found by
+the rewrite itself to refuse its own output."""
 
 from __future__ import annotations
 
@@ -70,12 +71,15 @@ def record(ctx, lookalike: Iterable[str]) -> None:
     )
 
 
+def find(nodes: Iterable):
+    """The manifest node among `nodes` (NodeDefs), found by its attr, or None."""
+    return next((node for node in nodes if is_manifest(node)), None)
+
+
 def read(graph_def) -> Manifest | None:
-    """The manifest graphpass wrote into `graph_def`, found by its attr, or None."""
-    for node in graph_def.node:
-        if ATTR in node.attr:
-            return Manifest.decode(node.attr[ATTR].s)
-    return None
+    """The manifest graphpass wrote into `graph_def`, or None (none, or another version's)."""
+    node = find(graph_def.node)
+    return None if node is None else Manifest.decode(node.attr[ATTR].s)
 
 
 def is_manifest(node) -> bool:

@@ -119,6 +119,17 @@ def load_fixture():
     return get
 
 
+def unpinned(fx: Fixture) -> Fixture:
+    """`fx` with its device pins dropped: the single tower as it runs on this machine's CPU."""
+    out = Fixture.__new__(Fixture)
+    out.meta = fx.meta
+    out.graph_def = type(fx.graph_def)()
+    out.graph_def.CopyFrom(fx.graph_def)
+    for node in out.graph_def.node:
+        node.ClearField("device")
+    return out
+
+
 def assert_trains_like(fx: Fixture, out, k: int, batches, rtol: float = 1e-5):
     """Run `fx` (its step state ordered: execution.step_ordered) and its rewrite `out` on K CPU
     devices from the same initial values on `batches`

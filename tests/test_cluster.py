@@ -12,7 +12,7 @@ import graphpass
 from graphpass.devices import cluster_devices
 from graphpass.execution import compare
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, unpinned
 
 tf1 = tf.compat.v1
 LEADER = "/job:worker/replica:0/task:0"
@@ -41,6 +41,24 @@ def cluster():
     return spec, servers
 
 
+def _assert_trains_on_cluster(servers, fx, single, out, seed: int) -> None:
+    """`out`, run on the cluster, steps like `single` (fx's graph) on one CPU, replicas equal."""
+    result = compare(
+        single,
+        out,
+        4,
+        fx.batches(8, 3, seed=seed),
+        fx.train_op,
+        fx.init_op,
+        timeout_s=120,
+        target=servers[0].target,
+        config=_config(),
+    )
+    assert not result.missing and not result.initial_mismatch and not result.replica_mismatch
+    worst = result.worst()
+    assert worst[1] <= 1e-5, f"{worst[0]} differs by {worst[1]:.2e}"
+
+
 @pytest.mark.parametrize("rules", ["replicated-collective", "replicated-hierarchical", "ps-least-loaded"])
 @pytest.mark.parametrize("model", ["mlp_adam", "conv_momentum"])
 def test_cluster_trains_like_single_tower(load_fixture, cluster, rules, model):
@@ -54,20 +72,7 @@ def test_cluster_trains_like_single_tower(load_fixture, cluster, rules, model):
         "/job:worker/task:1/device:CPU:1",
     ]
     out = graphpass.rewrite(fx.graph_def, devices=towers, rules=rules, ps_devices=ps, verify_each=True)
-    result = compare(
-        fx.graph_def,
-        out,
-        4,
-        fx.batches(8, 3, seed=1),
-        fx.train_op,
-        fx.init_op,
-        timeout_s=120,
-        target=servers[0].target,
-        config=_config(),
-    )
-    assert not result.missing and not result.initial_mismatch and not result.replica_mismatch
-    worst = result.worst()
-    assert worst[1] <= 1e-5, f"{worst[0]} differs by {worst[1]:.2e}"
+    _assert_trains_on_cluster(servers, fx, fx.graph_def, out, seed=1)
     devices = {n.name: n.device for n in out.node}
     if rules.startswith("ps"):
         variables = [v for v in fx.meta["variables"]]
@@ -88,24 +93,7 @@ def test_pinned_models_train_on_the_workers(load_fixture, cluster, rules, model)
     towers, ps = cluster_devices(spec, 2, "CPU")
     out = graphpass.rewrite(fx.graph_def, devices=towers, rules=rules, ps_devices=ps, verify_each=True)
     assert {n.device for n in out.node} <= set(towers) | set(ps)
-    single = type(fx.graph_def)()
-    single.CopyFrom(fx.graph_def)
-    for node in single.node:
-        node.ClearField("device")
-    result = compare(
-        single,
-        out,
-        4,
-        fx.batches(8, 3, seed=2),
-        fx.train_op,
-        fx.init_op,
-        timeout_s=120,
-        target=servers[0].target,
-        config=_config(),
-    )
-    assert not result.missing and not result.initial_mismatch and not result.replica_mismatch
-    worst = result.worst()
-    assert worst[1] <= 1e-5, f"{worst[0]} differs by {worst[1]:.2e}"
+    _assert_trains_on_cluster(servers, fx, unpinned(fx).graph_def, out, seed=2)
 
 
 def test_workers_flag_and_cluster_file(tmp_path, cluster, capsys):

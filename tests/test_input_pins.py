@@ -10,20 +10,9 @@ import pytest
 
 import graphpass
 
-from .conftest import Fixture, assert_trains_like
+from .conftest import Fixture, assert_trains_like, unpinned
 
 PRESETS = ["replicated-collective", "ps-least-loaded"]
-
-
-def _unpinned(fx: Fixture) -> Fixture:
-    """The fixture with its pins dropped: the single tower as it runs on this machine's CPU."""
-    out = Fixture.__new__(Fixture)
-    out.meta = fx.meta
-    out.graph_def = type(fx.graph_def)()
-    out.graph_def.CopyFrom(fx.graph_def)
-    for node in out.graph_def.node:
-        node.ClearField("device")
-    return out
 
 
 def _rewrite(fx: Fixture, rules: str, k: int, **kw):
@@ -75,4 +64,4 @@ def test_pins_to_other_jobs_are_mapped_onto_the_workers(load_fixture):
 def test_pinned_models_train_exactly(load_fixture, model, rules):
     fx = load_fixture(model)
     out, _ = _rewrite(fx, rules, 4)
-    assert_trains_like(_unpinned(fx), out, 4, fx.batches(8, 3, seed=3))
+    assert_trains_like(unpinned(fx), out, 4, fx.batches(8, 3, seed=3))

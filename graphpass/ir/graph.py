@@ -124,6 +124,11 @@ class Graph(Edits):
         """The nodes that are NodeDefs of their own: all but the copies' unchanged nodes."""
         return chain(self._nodes.values(), (n for c in self._copies.values() for n in c.detached.values()))
 
+    def parsed_names(self):
+        """The names of the graph's own nodes, as a read-only view: every node but the tower
+        copies' (changed ones included)."""
+        return self._nodes.keys()
+
     def colocated_copy_nodes(self) -> list[str]:
         """The copies' unchanged nodes that have colocation targets."""
         out = []

@@ -158,13 +158,10 @@ def check_edges(graph: Graph, by_op: dict[str, list]) -> None:
     back = {node.name for op in BACK_EDGE_OPS for node in by_op.get(op, ())}
     outputs: dict[str, int] = {}
     preds: dict[str, tuple] = {}
-    # The graph's parse caches, read directly (filled through its methods where empty).
-    parses, reads, colocated = graph._parsed, graph._reads, graph._colocated
     for node in graph.parsed_nodes():
         name = node.name
-        parsed = parses.get(name) or graph.producers(name)
-        indexed = reads.get(name)
-        for producer, index in graph.output_reads(name) if indexed is None else indexed:
+        parsed = graph.producers(name)
+        for producer, index in graph.output_reads(name):
             have = outputs.get(producer)
             if have is None:
                 known = graph.get(producer)
@@ -172,12 +169,11 @@ def check_edges(graph: Graph, by_op: dict[str, list]) -> None:
             if index >= have:
                 raise InternalError(f"node '{name}' reads output {index} of '{producer}' (it has {have})")
         preds[name] = without(parsed, back)
-        targets = colocated.get(name)
-        for target in graph.colocation(name) if targets is None else targets:
+        for target in graph.colocation(name):
             if target not in graph:
                 raise InternalError(f"node '{name}' is colocated with missing node '{target}'")
     referenced = set(chain.from_iterable(chain.from_iterable(preds.values())))
-    unparsed = referenced.difference(graph._nodes)  # copies' nodes, or missing ones
+    unparsed = referenced.difference(graph.parsed_names())  # copies' nodes, or missing ones
     for p in sorted(filterfalse(has, unparsed)):
         reader = next(n for n, (data, ctrl) in preds.items() if p in data or p in ctrl)
         raise InternalError(f"node '{reader}' reads '{p}', which does not exist")

@@ -95,9 +95,9 @@ class Replicate(Pass):
             raise ConfigError("replicate: share_constants_over must be 0 or more")
         g, rw, a = ctx.graph, ctx.rewriter, ctx.analysis
         replicated = self.mode == "replicated"
-        pins = normalize_pins(ctx)
-        if pins.note():
-            ctx.notes.append(pins.note())
+        pinned = normalize_pins(ctx).note()
+        if pinned:
+            ctx.notes.append(pinned)
         original = frozenset(g.names())
         if any(u.targets for u in a.updates):
             rw.drop_function_colocation()
