@@ -55,10 +55,6 @@ class Input:
     shape: list[int] | None
 
     @property
-    def batched(self) -> bool:
-        return self.shape is None or len(self.shape) > 0
-
-    @property
     def static_batch(self) -> int | None:
         if self.shape and self.shape[0] >= 0:
             return self.shape[0]
@@ -81,10 +77,6 @@ class TrainingGraph:
     backward: gradients.Backward = field(default_factory=lambda: gradients.Backward([], set()))
     library: Library | None = field(default=None, repr=False)
     step: set[str] = field(default_factory=set, repr=False)  # the nodes a train step runs
-
-    @property
-    def batched_inputs(self) -> list[Input]:
-        return [i for i in self.inputs if i.batched]
 
     @property
     def trainable(self) -> list[str]:

@@ -13,8 +13,9 @@ from tensorflow.core.framework import graph_pb2
 
 from . import analysis, manifest
 from . import devices as devmod
+from .batch_inputs import BatchInputs
 from .context import RewriteContext
-from .errors import InvalidGraphError
+from .errors import ConfigError, InvalidGraphError
 from .io import MAX_GRAPH_BYTES, read_graph
 from .ir import verify
 from .ir.graph import Graph
@@ -42,6 +43,7 @@ class Report:
     passes: list[PassRun] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    inputs: BatchInputs = field(default_factory=BatchInputs)  # which inputs were split, and why
 
     @property
     def towers(self) -> int:
@@ -56,6 +58,8 @@ def rewrite(
     verify_each: bool = False,
     workers: int | None = None,
     ps_devices: Sequence[str] = (),
+    split: Sequence[str] = (),
+    broadcast: Sequence[str] = (),
 ) -> GraphDef:
     """Rewrite a single-tower training graph into a data-parallel graph over `devices`.
 
@@ -69,13 +73,23 @@ def rewrite(
             (/job:worker/task:{t}/device:{type}:{d}).
         ps_devices: parameter-server devices (/job:ps/task:N/device:CPU:0) that parameter_server
             rules place variables on by default.
+        split, broadcast: inputs to split across the towers, or to give whole to each, where the
+            graph's shapes do not decide it (as the replicate pass's options of those names).
     Returns:
         The rewritten GraphDef; the input is not modified.
     Raises:
         GraphpassError: InvalidGraphError, ConfigError or PassFailedError for bad input.
     """
     return rewrite_with_report(
-        graph, devices, rules, device_type, verify_each, workers=workers, ps_devices=ps_devices
+        graph,
+        devices,
+        rules,
+        device_type,
+        verify_each,
+        workers=workers,
+        ps_devices=ps_devices,
+        split=split,
+        broadcast=broadcast,
     )[0]
 
 
@@ -101,10 +115,12 @@ def rewrite_with_report(
     progress: Progress = SILENT,
     workers: int | None = None,
     ps_devices: Sequence[str] = (),
+    split: Sequence[str] = (),
+    broadcast: Sequence[str] = (),
 ) -> tuple[GraphDef, Report]:
     """Like rewrite(), also returning a Report of what was done; `progress` shows it on a terminal."""
     data, report = rewrite_to_buffer(
-        graph, devices, rules, device_type, verify_each, progress, workers, ps_devices
+        graph, devices, rules, device_type, verify_each, progress, workers, ps_devices, split, broadcast
     )
     return GraphDef.FromString(data), report
 
@@ -118,10 +134,12 @@ def rewrite_to_bytes(
     progress: Progress = SILENT,
     workers: int | None = None,
     ps_devices: Sequence[str] = (),
+    split: Sequence[str] = (),
+    broadcast: Sequence[str] = (),
 ) -> tuple[bytes, Report]:
     """Like rewrite_to_buffer(), the output as immutable bytes (one more copy of it)."""
     data, report = rewrite_to_buffer(
-        graph, devices, rules, device_type, verify_each, progress, workers, ps_devices
+        graph, devices, rules, device_type, verify_each, progress, workers, ps_devices, split, broadcast
     )
     return bytes(data), report
 
@@ -135,12 +153,16 @@ def rewrite_to_buffer(
     progress: Progress = SILENT,
     workers: int | None = None,
     ps_devices: Sequence[str] = (),
+    split: Sequence[str] = (),
+    broadcast: Sequence[str] = (),
 ) -> tuple[bytearray, Report]:
     """Like rewrite_with_report(), with the GraphDef serialized (deterministically) into a
     bytearray: what the CLI writes. The cheapest call for big graphs: the towers are copied as
     bytes, never parsed, straight into the output, and no further copy of it is made."""
     with _collector_paused():
-        return _rewrite(graph, devices, rules, device_type, verify_each, progress, workers, ps_devices)
+        return _rewrite(
+            graph, devices, rules, device_type, verify_each, progress, workers, ps_devices, split, broadcast
+        )
 
 
 def _read(path) -> tuple[Graph, bytes | None]:
@@ -160,7 +182,17 @@ def _refuse_rewritten(g: Graph) -> None:
         )
 
 
-def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers, ps_devices):
+def _names(value, what: str) -> tuple[str, ...]:
+    """Input names given as one string or a sequence of strings."""
+    items = () if value is None else (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(n, str) for n in items):
+        raise ConfigError(f"{what} takes input names (strings)")
+    return items
+
+
+def _rewrite(
+    graph, devices, rules, device_type, verify_each, progress, workers, ps_devices, split, broadcast
+):
     """The rewrite, its output in a bytearray (see Graph.finish), and its Report."""
     start = time.perf_counter()
     pipeline = rules if isinstance(rules, Pipeline) else Pipeline.load(rules)
@@ -180,7 +212,17 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
     shapes = ShapeOracle(data, g.names(), g.versions, g.library)
     del data  # from here on, the graph and the oracle hold what the output will not need
     info = analysis.analyze(g, describe=False)
-    ctx = RewriteContext(g, Rewriter(g), towers, info, shapes, progress=progress, ps_devices=ps)
+    ctx = RewriteContext(
+        g,
+        Rewriter(g),
+        towers,
+        info,
+        shapes,
+        progress=progress,
+        ps_devices=ps,
+        split_inputs=_names(split, "split"),
+        broadcast_inputs=_names(broadcast, "broadcast"),
+    )
     ctx.notes.extend(info.backward.notes)
     if not info.backward.scopes:
         ctx.notes.append(
@@ -211,5 +253,6 @@ def _rewrite(graph, devices, rules, device_type, verify_each, progress, workers,
         passes=runs,
         seconds=time.perf_counter() - start,
         notes=list(ctx.notes),
+        inputs=ctx.batch,
     )
     return data, report

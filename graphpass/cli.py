@@ -67,6 +67,20 @@ def _parser() -> argparse.ArgumentParser:
         "parameter servers",
     )
     r.add_argument("--rules", default=None, help="preset name or YAML file (default replicated-nccl)")
+    r.add_argument(
+        "--split",
+        action="append",
+        default=[],
+        metavar="INPUT[,INPUT...]",
+        help="inputs that are the batch, split across the towers (default: decided from the graph's shapes)",
+    )
+    r.add_argument(
+        "--broadcast",
+        action="append",
+        default=[],
+        metavar="INPUT[,INPUT...]",
+        help="inputs every tower reads whole (default: decided from the graph's shapes)",
+    )
     r.add_argument("--verify-each", action="store_true", help="check the graph after every pass")
     r.add_argument(
         "--tensorboard", metavar="LOGDIR", help="also write the result for TensorBoard's graph view"
@@ -195,6 +209,8 @@ def _cmd_rewrite(args) -> int:
         Progress.for_terminal(args.quiet),
         workers=workers,
         ps_devices=ps,
+        split=_listed(args.split),
+        broadcast=_listed(args.broadcast),
     )
     # The output is renamed into place last: a failure before (TensorBoard's file, the summary, a
     # signal) leaves no output file and no temporary behind.
@@ -207,6 +223,11 @@ def _cmd_rewrite(args) -> int:
             print_summary(args.input, args.out.shown, report, events, stream)
         staged.commit()
     return 0
+
+
+def _listed(values: list[str]) -> list[str]:
+    """Names given as repeated options and/or comma-separated lists."""
+    return [n for v in values for n in v.split(",") if n]
 
 
 def _cmd_rules(args) -> int:

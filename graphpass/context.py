@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .analysis import TrainingGraph
+from .batch_inputs import BatchInputs
 from .ir.graph import Graph
 from .ir.rewriter import Rewriter
 from .progress import SILENT, Progress
@@ -90,6 +91,10 @@ class RewriteContext:
     notes: list[str] = field(default_factory=list)
     progress: Progress = SILENT
     ps_devices: list[str] = field(default_factory=list)
+    # Inputs the caller says are (not) the batch (API/CLI), and the decision replicate makes.
+    split_inputs: tuple[str, ...] = ()
+    broadcast_inputs: tuple[str, ...] = ()
+    batch: BatchInputs = field(default_factory=BatchInputs)
 
     @property
     def num_towers(self) -> int:

@@ -104,10 +104,15 @@ def cpu_unsupported(graph_def) -> list[str]:
     return sorted(missing)
 
 
-def _feed_specs(analysis_result) -> dict[str, dict]:
+def _feed_specs(analysis_result, rewritten) -> dict[str, dict]:
+    """What to feed both graphs: every placeholder, and every placeholder with a default that the
+    rewrite split (as its manifest records; for a graph from elsewhere, every one of rank 1+)."""
+    recorded = manifest.read(rewritten)
+    split = set(recorded.split) if recorded is not None else None
     specs = {}
     for inp in analysis_result.inputs:
-        if inp.op != "Placeholder" and not inp.batched:
+        shard = inp.name in split if split is not None else inp.shape is None or len(inp.shape) > 0
+        if inp.op != "Placeholder" and not shard:
             continue  # a PlaceholderWithDefault that is not split keeps its default
         shape = inp.shape if inp.shape is not None else [None]
         specs[inp.name] = {"shape": shape, "dtype": dtypes.as_dtype(inp.dtype).name}
@@ -142,7 +147,7 @@ def verify_rewrite(
     Returns:
         A Verification; `.ok(rtol)` says whether it passed.
     """
-    from . import analysis
+    from . import analysis, batch_inputs
     from .errors import GraphpassError, InternalError
     from .ir import verify
     from .ir.graph import Graph
@@ -172,7 +177,14 @@ def verify_rewrite(
     if missing:
         result.reason = f"structure only: {', '.join(missing)} has no CPU kernel"
         return result
-    specs = _feed_specs(info)
+    sparse = batch_inputs.sparse_inputs(Graph(original), {i.name: i for i in info.inputs})
+    if sparse:
+        result.reason = (
+            f"structure only: sparse input '{sparse[0].indices}' cannot be fed random batches "
+            "(execution.compare takes batches you make)"
+        )
+        return result
+    specs = _feed_specs(info, rewritten)
     batches = random_batches(specs, batch or 4 * k, steps, seed, int_high=lambda _: int_high)
     try:
         result.comparison = compare(

@@ -52,8 +52,17 @@ def _single(graph_def) -> dict:
     except GraphpassError as e:
         report["refused"] = str(e)
         return report
+    refused, rewrite_report = _dry_run(graph_def)
+    roles = {r.name: r for r in rewrite_report.inputs.roles} if rewrite_report is not None else {}
     report["inputs"] = [
-        {"name": i.name, "op": i.op, "dtype": _dtype(i.dtype), "shape": _shape(i.shape), "split": i.batched}
+        {
+            "name": i.name,
+            "op": i.op,
+            "dtype": _dtype(i.dtype),
+            "shape": _shape(i.shape),
+            "split": roles[i.name].split if i.name in roles else None,
+            "why": roles[i.name].why if i.name in roles else "",
+        }
         for i in a.inputs
     ]
     report["variables"] = [
@@ -97,7 +106,7 @@ def _single(graph_def) -> dict:
         "left": list(order.notes),
     }
     report["notes"] = list(a.backward.notes)
-    report["refused"] = _dry_run(graph_def)
+    report["refused"] = refused
     return report
 
 
@@ -115,15 +124,17 @@ def _step_state(state: dict) -> str:
     )
 
 
-def _dry_run(graph_def) -> str | None:
-    """What a plain rewrite (2 CPU towers, replicated, collective) would refuse, if anything."""
-    from .api import rewrite
+def _dry_run(graph_def):
+    """(What a plain rewrite (2 CPU towers, replicated, collective) refuses, or None; its Report,
+    or None)."""
+    from .api import rewrite_to_buffer
 
     try:
-        rewrite(graph_def, devices=2, rules="replicated-collective", device_type="CPU")
+        return None, rewrite_to_buffer(
+            graph_def, devices=2, rules="replicated-collective", device_type="CPU"
+        )[1]
     except GraphpassError as e:
-        return str(e)
-    return None
+        return str(e), None
 
 
 def _rewritten(graph_def) -> dict:
@@ -148,7 +159,12 @@ def _rewritten(graph_def) -> dict:
         owner = next((t for t in names.colocation_targets(v) if t in canonical), v.name)
         groups[owner] += size
     load = placement.Load(dict(sorted(by_device.items())), max(groups.values(), default=0))
+    recorded = manifest.read(graph_def)
     return {
+        "inputs": {
+            "split": list(recorded.split) if recorded else None,
+            "broadcast": list(recorded.broadcast) if recorded else None,
+        },
         "kind": "rewritten",
         "nodes": len(graph_def.node),
         "towers": len(towers),
@@ -240,6 +256,10 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
+def _towers(split: bool | None) -> str:
+    return "?" if split is None else "split" if split else "whole"
+
+
 def render(report: dict, max_rows: int = 40) -> str:
     """Human-readable tables for a report from inspect_graph()."""
     lines = [f"{report['kind']} graph, {report['nodes']} nodes"]
@@ -250,10 +270,10 @@ def render(report: dict, max_rows: int = 40) -> str:
         lines += ["", "inputs"]
         lines += _table(
             [
-                [i["name"], i["op"], i["dtype"], i["shape"], "split" if i["split"] else "shared"]
+                [i["name"], i["op"], i["dtype"], i["shape"], _towers(i["split"]), i["why"] or "-"]
                 for i in report["inputs"]
             ],
-            ["name", "op", "dtype", "shape", "towers"],
+            ["name", "op", "dtype", "shape", "towers", "why"],
         )
         variables = report["variables"]
         lines += ["", f"variables ({len(variables)}, {_bytes(sum(v['bytes'] for v in variables))})"]
@@ -302,6 +322,13 @@ def render(report: dict, max_rows: int = 40) -> str:
         f"{report['towers']} towers; variables: {report['variables']['canonical']} canonical, "
         f"{report['variables']['replicas']} replicas"
     )
+    inputs = report["inputs"]
+    if inputs["split"] is not None:
+        lines += [
+            "",
+            f"inputs split across the towers: {', '.join(inputs['split']) or '-'}",
+            f"inputs every tower reads whole: {', '.join(inputs['broadcast']) or '-'}",
+        ]
     lines += ["", "towers"]
     lines += _table(
         [[i, t["device"], t["nodes"], t["heavy_ops"]] for i, t in report["tower_nodes"].items()],

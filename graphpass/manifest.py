@@ -20,11 +20,14 @@ VERSION = 1
 @dataclass(frozen=True)
 class Manifest:
     """`towers`: the device of each tower, by index; `foreign`: names in the output that parse as
-    a tower's (`tower{i}/...`) but came with the input, so belong to none."""
+    a tower's (`tower{i}/...`) but came with the input, so belong to none; `split` and
+    `broadcast`: the inputs the towers read a shard of, and those each reads whole."""
 
     towers: tuple[str, ...]
     mode: str
     foreign: frozenset[str]
+    split: tuple[str, ...] = ()
+    broadcast: tuple[str, ...] = ()
 
     def tower_of(self, name: str) -> tuple[int, str] | None:
         """(index, base) of a node of a tower, else None."""
@@ -39,6 +42,8 @@ class Manifest:
             "towers": list(self.towers),
             "mode": self.mode,
             "foreign": sorted(self.foreign),
+            "split": list(self.split),
+            "broadcast": list(self.broadcast),
         }
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
@@ -50,7 +55,11 @@ class Manifest:
             if body.get("version") != VERSION:
                 return None
             return cls(
-                tuple(map(str, body["towers"])), str(body["mode"]), frozenset(map(str, body["foreign"]))
+                tuple(map(str, body["towers"])),
+                str(body["mode"]),
+                frozenset(map(str, body["foreign"])),
+                tuple(map(str, body.get("split", ()))),
+                tuple(map(str, body.get("broadcast", ()))),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -65,7 +74,13 @@ def record(ctx, lookalike: Iterable[str]) -> None:
     """Add the manifest of `ctx`'s rewrite; `lookalike`: the input's names that parse as a tower's
     (those still in the graph came with the input)."""
     g, rw = ctx.graph, ctx.rewriter
-    m = Manifest(tuple(ctx.devices), ctx.mode, frozenset(n for n in lookalike if n in g))
+    m = Manifest(
+        tuple(ctx.devices),
+        ctx.mode,
+        frozenset(n for n in lookalike if n in g),
+        tuple(ctx.batch.split),
+        tuple(ctx.batch.broadcast),
+    )
     rw.add(
         rw.unique_name(naming.MANIFEST), "NoOp", attrs={ATTR: AttrValue(s=m.encode())}, device=ctx.devices[0]
     )

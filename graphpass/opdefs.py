@@ -179,6 +179,14 @@ def output_types(node) -> list[int]:
     return out
 
 
+@functools.cache
+def makes_handles(op_type: str) -> bool:
+    """Whether every output of `op_type` is a handle (a resource, or a ref like a v1 queue's):
+    with no inputs and state, a persistent object (table, queue, iterator), not data."""
+    d = _op_def(op_type)
+    return d is not None and all(a.type == RESOURCE or a.is_ref for a in d.output_arg)
+
+
 def output_dtype(node, index: int) -> int:
     types = output_types(node)
     if index >= len(types):

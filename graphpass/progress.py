@@ -64,6 +64,7 @@ def print_summary(inp, out: str, r, events: Path | None = None, stream: TextIO |
             else "one copy each)"
         ),
     ]
+    lines += input_lines(r.inputs, r.towers)
     for run in r.passes:
         lines.append(f"  {run.pass_.name:<16} {run.result.summary} ({run.seconds * 1000:.0f} ms)")
     lines.append(f"  nodes            {r.nodes_in} -> {r.nodes_out}")
@@ -74,6 +75,23 @@ def print_summary(inp, out: str, r, events: Path | None = None, stream: TextIO |
         lines.append(f"  tensorboard      {events} (view it: tensorboard --logdir {events.parent})")
     stream = stream or sys.stdout
     print("\n".join(lines), file=stream, flush=True)
+
+
+def input_lines(inputs, towers: int) -> list[str]:
+    """The summary's lines on the inputs (a BatchInputs): which are split, which every tower
+    reads whole, and why each was decided so."""
+    lines = []
+    for r in inputs.roles:
+        name, how = r.name, f"split ({towers} shards)" if r.split else "whole to every tower"
+        if r.sparse is not None:
+            if r.name != r.sparse.indices:
+                continue
+            name = "/".join(r.sparse.members) + " (sparse)"
+            how += ", by rows" if r.split else ""
+        lines.append(f"  input            {name}: {how}; {r.why}")
+    for name, op in inputs.drawn.items():
+        lines.append(f"  input            {name} ({op}): each tower draws its own batch")
+    return lines
 
 
 def print_verify(v, ok: bool, rtol: float, as_json: bool = False) -> None:
@@ -131,4 +149,7 @@ def print_verify(v, ok: bool, rtol: float, as_json: bool = False) -> None:
                 print(f"  {v.runs} runs from one state give identical results")
     elif v.reason:
         print(v.reason)
-    print(f"graphpass: verify {'passed' if ok else 'FAILED'}")
+    if ok and not v.executed:
+        print("graphpass: verify: structure checked; not run")
+    else:
+        print(f"graphpass: verify {'passed' if ok else 'FAILED'}")

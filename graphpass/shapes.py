@@ -21,6 +21,7 @@ DECLARING_OPS = frozenset({"If", "StatelessIf", "While", "StatelessWhile"})
 # A placeholder standing in for an output of these types would lose its handle data.
 OPAQUE_TYPES = frozenset({types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT})
 STUB_SCOPE = "graphpass_declared_shape"
+NEXT_OPS = ("NextIteration", "RefNextIteration")
 
 
 def declared_shapes(node: NodeDef) -> list | None:
@@ -106,6 +107,14 @@ class ShapeOracle:
         """Import what the shapes of the outputs of `nodes` depend on, if nothing is loaded yet."""
         if self._graph is not None:
             return
+        entries = self._closure(nodes)
+        if entries:
+            self._load(self._subset_bytes(entries))
+            self._subset = True
+
+    def _closure(self, nodes: Iterable[str]) -> list[NodeDef]:
+        """The nodes the shapes of `nodes`' outputs depend on (data edges), declaring nodes met on
+        the way replaced by placeholders of their declared shapes, control inputs dropped."""
         stubs: dict[str, str] = {}  # tensor -> the placeholder standing for it
         taken = set(self._order)
         entries = []
@@ -130,20 +139,48 @@ class ShapeOracle:
                 inputs.append(ref)
             # Control inputs go: their producers are not imported, and shapes do not depend on them.
             entries.append(node if inputs == list(node.input) else _with_inputs(node, inputs))
-        if not entries:
-            return
         for tensor, stub in stubs.items():
             producer, index, _ = names.parse(tensor)
             source = self._node(producer)
             entries.append(
                 _placeholder(stub, opdefs.output_types(source)[index], declared_shapes(source)[index])
             )
+        return entries
+
+    def _subset_bytes(self, entries: list[NodeDef]) -> bytes:
         tail = GraphDef()
         tail.versions.CopyFrom(self._versions)
         if any(_needs_library(node) for node in entries):
             tail.library.CopyFrom(self._library)
-        self._load(serialize_nodes(entries) + tail.SerializeToString())
-        self._subset = True
+        return serialize_nodes(entries) + tail.SerializeToString()
+
+    def prober(self, nodes: Iterable[str], replaced: Iterable[str]) -> Prober:
+        """A Prober of the outputs of `nodes` in variants of the input where the nodes named in
+        `replaced` are replaced (module docstring of Prober)."""
+        nodes, replaced = list(nodes), set(replaced)
+        entries = [self._first_iteration(node) for node in self._closure(nodes + sorted(replaced))]
+        kept = [node for node in entries if node.name not in replaced]
+        return Prober(self._subset_bytes(kept), nodes)
+
+    def _first_iteration(self, node: NodeDef) -> NodeDef:
+        """A v1 loop's nodes as its first iteration shapes them: Enter's shape function forgets
+        its input's shape (a loop variable may change it), and TensorFlow imports a Merge before
+        the NextIteration that feeds it back, so an Enter stands as an Identity and a Merge
+        loses its back edges."""
+        if node.op in ("Enter", "RefEnter"):
+            # Enter's shape function forgets the shape (a loop variable may change it).
+            out = NodeDef(name=node.name, op="Identity" if node.op == "Enter" else "RefIdentity")
+            out.input.extend(node.input)
+            out.attr["T"].CopyFrom(node.attr["T"])
+            return out
+        if node.op not in ("Merge", "RefMerge"):
+            return node
+        keep = [r for r in node.input if r[:1] == "^" or self._node(names.node_of(r)).op not in NEXT_OPS]
+        if len(keep) == len(node.input) or not keep:
+            return node
+        out = _with_inputs(node, keep)
+        out.attr["N"].i = sum(1 for r in keep if r[:1] != "^")
+        return out
 
     def _add_stub(self, producer: str, index: int, stubs: dict[str, str], taken: set[str]) -> str:
         stub = f"{STUB_SCOPE}/{producer}/{index}"
@@ -156,16 +193,7 @@ class ShapeOracle:
     def _load(self, data: bytes | None = None) -> None:
         self._subset = False
         graph = tf.Graph()
-        opts = c_api_util.ScopedTFImportGraphDefOptions()
-        c_api.TF_ImportGraphDefOptionsSetPrefix(opts.options, "")
-        c_api.TF_ImportGraphDefOptionsSetValidateColocationConstraints(opts.options, False)
-        try:
-            with c_api_util.tf_buffer(self._data if data is None else data) as buf:
-                c_api.TF_GraphImportGraphDefWithResults(graph._c_graph, buf, opts.options)  # noqa: SLF001 - TF's C graph
-        except Exception as e:  # TensorFlow raises its own status errors here
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InvalidGraphError(f"TensorFlow cannot load the graph: {first}") from None
-        self._c_ops = {c_api.TF_OperationName(op): op for op in graph.new_operations()}
+        self._c_ops = _import(graph, self._data if data is None else data)
         self._graph = graph
 
     def shape(self, ref: str) -> list[int | None] | None:
@@ -184,6 +212,51 @@ class ShapeOracle:
             result = None if shape.rank is None else [d for d in shape.as_list()]
         self._cache[ref] = result
         return result
+
+
+class Prober:
+    """TensorFlow's shape inference on variants of (part of) the input: the nodes it depends on
+    serialized once, each variant adding the nodes that stand in for the replaced ones (a
+    placeholder of another shape, a constant), imported on its own (an oracle's graph is not
+    touched). v1 loops are shaped as in their first iteration (ShapeOracle._first_iteration)."""
+
+    def __init__(self, base: bytes, nodes: list[str]):
+        self._base, self._nodes = base, nodes
+
+    def shapes(self, replace: Iterable[NodeDef], nodes: Iterable[str] | None = None) -> dict:
+        """Dims of every output of `nodes` (default: the prober's), by tensor name, as
+        ShapeOracle.shape gives them, with `replace` standing in for the replaced nodes.
+
+        Raises:
+            InvalidGraphError: TensorFlow's shape inference refuses the variant (its message).
+        """
+        graph = tf.Graph()
+        ops = _import(graph, self._base + serialize_nodes(list(replace)))
+        out: dict[str, list | None] = {}
+        for n in self._nodes if nodes is None else nodes:
+            c_op = ops.get(n)
+            if c_op is None:
+                continue  # a declaring node: its shapes do not change
+            op = graph._create_op_from_tf_operation(c_op)  # noqa: SLF001 - TF's op wrapper
+            for i, t in enumerate(op.outputs):
+                shape = t.shape
+                out[names.tensor(n, i)] = None if shape.rank is None else shape.as_list()
+        return out
+
+
+def _import(graph, data: bytes) -> dict[str, object]:
+    """Import serialized GraphDef `data` into `graph` through the C API (shape inference runs,
+    no Python op wrappers are made); its operations by name."""
+    opts = c_api_util.ScopedTFImportGraphDefOptions()
+    c_api.TF_ImportGraphDefOptionsSetPrefix(opts.options, "")
+    c_api.TF_ImportGraphDefOptionsSetValidateColocationConstraints(opts.options, False)
+    try:
+        with c_api_util.tf_buffer(data) as buf:
+            c_api.TF_GraphImportGraphDefWithResults(graph._c_graph, buf, opts.options)  # noqa: SLF001 - TF's C graph
+    except Exception as e:  # TensorFlow raises its own status errors here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InvalidGraphError(f"TensorFlow cannot load the graph: {first}") from None
+    return {c_api.TF_OperationName(op): op for op in graph.new_operations()}
 
 
 def _with_inputs(node: NodeDef, inputs: list[str]) -> NodeDef:

@@ -15,7 +15,7 @@ def _analyze(fx):
 
 def test_mlp_sgd(load_fixture):
     a = _analyze(load_fixture("mlp_sgd"))
-    assert [i.name for i in a.batched_inputs] == ["x", "y"]
+    assert [i.name for i in a.inputs] == ["x", "y"]
     assert sorted(a.trainable) == ["hidden/bias", "hidden/kernel", "logits/bias", "logits/kernel"]
     assert all(u.op == "ApplyGradientDescent" for u in a.updates)
     assert a.global_step is None and a.train_ops == ["train"] and a.init_ops == ["init"]

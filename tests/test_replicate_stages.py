@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tensorflow.core.framework import graph_pb2
 
-from graphpass import analysis
+from graphpass import analysis, batch_inputs
 from graphpass import devices as devmod
 from graphpass.context import RewriteContext
 from graphpass.errors import ConfigError, InvalidGraphError
@@ -23,7 +23,9 @@ def _context(graph_def, k: int = 2, device_type: str = "GPU") -> RewriteContext:
     g = Graph(graph_def, copy=True)
     shapes = ShapeOracle(g.source_bytes(), g.names(), g.versions, g.library)
     info = analysis.analyze(g, describe=False)
-    return RewriteContext(g, Rewriter(g), devmod.parse_devices(k, device_type), info, shapes)
+    ctx = RewriteContext(g, Rewriter(g), devmod.parse_devices(k, device_type), info, shapes)
+    ctx.batch = batch_inputs.decide(g, info, shapes)  # the replicate pass's first stage
+    return ctx
 
 
 def _placed(ctx: RewriteContext, replicated: bool, ps_device: str | None = None):
@@ -206,6 +208,8 @@ def test_the_pass_declares_what_it_provides_and_keeps_its_options():
         "check_batch",
         "shared_updates",
         "share_constants_over",
+        "split",
+        "broadcast",
     ]
 
 

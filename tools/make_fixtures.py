@@ -495,6 +495,90 @@ def mlp_gpu_pinned():
     return _pinned_mlp("/device:GPU:0")
 
 
+def class_weights():
+    """Each example's loss weighted by its class: a [5] table (placeholder_with_default) gathered
+    by the labels. Its first dimension is not the batch: every tower needs all five weights."""
+    tf1.disable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 16], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    weights = tf1.placeholder_with_default(tf.constant([1.0, 2.0, 3.0, 4.0, 5.0]), [5], name="class_weights")
+    logits = _dense(_dense(x, 32, "hidden", tf.nn.relu), 5, "logits")
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+    loss = tf.reduce_mean(tf.gather(weights, y) * per_example, name="loss")
+    train = tf1.train.GradientDescentOptimizer(0.5).minimize(loss, name="train")
+    return {"x": ([None, 16], "float32", None), "y": ([None], "int64", 5)}, train, loss
+
+
+def side_inputs():
+    """Inputs beside the batch: a per-example weight [None] (split), a feature mask [6] and a
+    learning rate and keep probability (scalars) that every tower reads whole."""
+    tf1.enable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 6], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    weight = tf1.placeholder(tf.float32, [None], name="example_weight")
+    mask = tf1.placeholder(tf.float32, [6], name="mask")
+    lr = tf1.placeholder_with_default(0.1, [], name="learning_rate")
+    keep = tf1.placeholder_with_default(1.0, [], name="keep_prob")
+    h = tf.nn.dropout(_dense(x * mask, 8, "hidden", tf.nn.relu), rate=1.0 - keep)
+    logits = _dense(h, 3, "logits")
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+    loss = tf.reduce_mean(weight * per_example, name="loss")
+    train = tf1.train.MomentumOptimizer(lr, 0.9).minimize(loss, name="train")
+    feeds = {
+        "x": ([None, 6], "float32", None),
+        "y": ([None], "int64", 3),
+        "example_weight": ([None], "float32", None),
+        "mask": ([6], "float32", None),
+    }
+    return feeds, train, loss
+
+
+def pretrained_embedding():
+    """A fed [8, 4] table of pretrained embeddings gathered by the ids, beside a trained one: its
+    first dimension is the vocabulary, not the batch."""
+    tf1.enable_resource_variables()
+    ids = tf1.placeholder(tf.int32, [None], name="ids")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    table = tf1.placeholder(tf.float32, [8, 4], name="pretrained")
+    trained = tf1.get_variable("embedding", [8, 4], initializer=tf1.random_normal_initializer(stddev=0.5))
+    features = tf.concat([tf.gather(table, ids), tf.nn.embedding_lookup(trained, ids)], axis=1)
+    loss = _xent(_dense(features, 5, "logits"), y)
+    train = tf1.train.AdagradOptimizer(0.3).minimize(loss, name="train")
+    feeds = {"ids": ([None], "int32", 8), "y": ([None], "int64", 5), "pretrained": ([8, 4], "float32", None)}
+    return feeds, train, loss
+
+
+def sparse_ids():
+    """A SparseTensor input (tf.sparse_placeholder: indices, values, dense shape) of a varying
+    number of ids per example, empty rows filled, into embedding_lookup_sparse."""
+    tf1.enable_resource_variables()
+    ids = tf1.sparse_placeholder(tf.int64, [None, None], name="ids")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    table = tf1.get_variable("embedding", [20, 4], initializer=tf1.random_normal_initializer(stddev=0.5))
+    filled, _ = tf.sparse.fill_empty_rows(ids, tf.constant(0, tf.int64))
+    features = tf.nn.embedding_lookup_sparse(table, filled, None, combiner="mean")
+    loss = _xent(_dense(features, 3, "logits"), y)
+    train = tf1.train.GradientDescentOptimizer(0.5).minimize(loss, name="train")
+    feeds = {"y": ([None], "int64", 3)}
+    sparse = {"ids": {"indices": "ids/indices", "values": "ids/values", "shape": "ids/shape", "vocab": 20}}
+    return feeds, train, loss, {"sparse": sparse}
+
+
+def reduced_input():
+    """A [None] input only reduced to a scalar that scales the loss: split or whole, the shapes fit
+    both; graphpass must be told (whole is what trains like the single tower)."""
+    tf1.disable_resource_variables()
+    x = tf1.placeholder(tf.float32, [None, 16], name="x")
+    y = tf1.placeholder(tf.int64, [None], name="y")
+    scale = tf1.placeholder(tf.float32, [None], name="scale")
+    logits = _dense(x, 5, "logits")
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+    loss = tf.multiply(tf.reduce_mean(per_example), tf.reduce_mean(tf.abs(scale)), name="loss")
+    train = tf1.train.GradientDescentOptimizer(0.5).minimize(loss, name="train")
+    feeds = {"x": ([None, 16], "float32", None), "y": ([None], "int64", 5), "scale": ([7], "float32", None)}
+    return feeds, train, loss
+
+
 BUILD_ONLY = {"keras_resnet50": keras_resnet50}  # built on demand, not written to tests/fixtures
 MODELS = {
     "mlp_sgd": mlp_sgd,
@@ -523,6 +607,11 @@ MODELS = {
     "while_resource": while_resource,
     "while_read_value": while_read_value,
     "mlp_gpu_pinned": mlp_gpu_pinned,
+    "class_weights": class_weights,
+    "side_inputs": side_inputs,
+    "pretrained_embedding": pretrained_embedding,
+    "sparse_ids": sparse_ids,
+    "reduced_input": reduced_input,
 }
 
 

@@ -22,11 +22,12 @@ as `tower{i}/<input>`, so towers differ only in their prefix.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from ... import batch_inputs, placement, step_state
 from ... import devices as devmod
-from ... import placement, step_state
 from ...context import RewriteContext
 from ...errors import ConfigError
 from ...io import MAX_GRAPH_BYTES
@@ -84,6 +85,14 @@ class Replicate(Pass):
         1 << 20,
         "constants of more bytes than this are not copied per tower; every tower reads the one copy",
     )
+    split: list[str] | None = option(
+        None,
+        "inputs whose first dimension is the batch, split across the towers (default: decided from "
+        "the graph's shapes; a sparse input is named by any of its parts)",
+    )
+    broadcast: list[str] | None = option(
+        None, "inputs given whole to every tower (default: decided from the graph's shapes)"
+    )
 
     def run(self, ctx: RewriteContext) -> PassResult:
         if ctx.mode is not None:
@@ -95,6 +104,13 @@ class Replicate(Pass):
             raise ConfigError("replicate: share_constants_over must be 0 or more")
         g, rw, a = ctx.graph, ctx.rewriter, ctx.analysis
         replicated = self.mode == "replicated"
+        ctx.batch = batch_inputs.decide(
+            g,
+            a,
+            ctx.shapes,
+            [*ctx.split_inputs, *(self.split or ())],
+            [*ctx.broadcast_inputs, *(self.broadcast or ())],
+        )
         pinned = normalize_pins(ctx).note()
         if pinned:
             ctx.notes.append(pinned)
@@ -106,12 +122,13 @@ class Replicate(Pass):
         ctx.notes.extend(ordered.notes)
         # Decide everything while the originals are intact: it all asks who reads whom.
         found = regions.find_regions(ctx, replicated, self.share_constants_over)
+        ctx.batch = dataclasses.replace(ctx.batch, drawn={n: g.node(n).op for n in found.drawn})
         devs = Devices.of(ctx, found)
         place_variables(ctx, devs, replicated, ps)
         replicas = variables.plan_replicas(ctx, found, devs) if replicated else ()
-        split = inputs.split_inputs(ctx, found, self.check_batch)
+        split_names = inputs.split_inputs(ctx, found, self.check_batch)
         sinks = reductions.make_sinks(ctx, found, devs, replicated)
-        planned = plans.plan_towers(ctx, found, split, self.shared_updates)
+        planned = plans.plan_towers(ctx, found, split_names, self.shared_updates)
         plans.check_output_size(ctx, planned, MAX_GRAPH_BYTES)
         reductions.register_reductions(ctx, found, sinks)
         mirrors = variables.plan_mirrors(ctx, found, replicas, original) if replicated else ()

@@ -16,11 +16,17 @@ from .regions import Regions
 
 def split_inputs(ctx: RewriteContext, regions: Regions, check_batch: bool) -> frozenset[str]:
     """Split every batched input into K shards; tower i reads its shard as `tower{i}/<input>`, so
-    that towers differ only in their prefix (the byte copies rename nothing else). Returns the
-    names of the inputs split."""
-    rw, towers, k = ctx.rewriter, ctx.devices, ctx.num_towers
-    host = devmod.host_of(towers[0])
+    that towers differ only in their prefix (the byte copies rename nothing else). A sparse input
+    is split by rows (SparseSplit: indices re-based, a dense shape per tower). Returns the names
+    of the inputs split."""
+    rw, k = ctx.rewriter, ctx.num_towers
+    host = devmod.host_of(ctx.devices[0])
+    sparse = {m: s for s in ctx.batch.sparse for m in s.members}
     for name, inp in regions.batched.items():
+        if name in sparse:
+            if name == sparse[name].shape:
+                _split_sparse(ctx, sparse[name], regions, check_batch, host)
+            continue
         if inp.static_batch is not None and inp.static_batch % k:
             raise ConfigError(
                 f"placeholder '{name}' has a fixed batch of {inp.static_batch}, which does not "
@@ -38,31 +44,66 @@ def split_inputs(ctx: RewriteContext, regions: Regions, check_batch: bool) -> fr
             {"T": type_attr(inp.dtype), "num_split": int_attr(k)},
             host,
         )
-        for i in range(k):
-            check_free(ctx.graph, tower_name(i, name))
-            shard = rw.add(
-                tower_name(i, name), "Identity", [names.tensor(base, i)], {"T": type_attr(inp.dtype)}
-            )
-            rw.record_tower(shard.name, i, name)
-            rw.set_device(shard.name, devmod.for_node(shard, towers[i]))
+        _shards(ctx, name, inp.dtype, [names.tensor(base, i) for i in range(k)])
     return frozenset(regions.batched)
 
 
-def _batch_check(ctx: RewriteContext, name: str, dtype: int, base: str, host: str) -> str:
-    """An Assert, on the host, that the batch fed to `name` divides by K."""
-    rw, i32, k = ctx.rewriter, types_pb2.DT_INT32, ctx.num_towers
-    shape = rw.add(
-        f"{base}/check/shape", "Shape", [name], {"T": type_attr(dtype), "out_type": type_attr(i32)}, host
+def _shards(ctx: RewriteContext, name: str, dtype: int, pieces: list[str]) -> None:
+    """Tower i's `tower{i}/<name>`: an Identity of piece i, on its device."""
+    rw = ctx.rewriter
+    for i, piece in enumerate(pieces):
+        check_free(ctx.graph, tower_name(i, name))
+        shard = rw.add(tower_name(i, name), "Identity", [piece], {"T": type_attr(dtype)})
+        rw.record_tower(shard.name, i, name)
+        rw.set_device(shard.name, devmod.for_node(shard, ctx.devices[i]))
+
+
+def _split_sparse(ctx: RewriteContext, sp, regions: Regions, check_batch: bool, host: str) -> None:
+    """One SparseSplit of a sparse batch along its rows, with a check that they divide by K."""
+    rw, k = ctx.rewriter, ctx.num_towers
+    values = regions.batched[sp.values]
+    base = rw.unique_name(f"{sp.shape}/split")
+    axis = rw.const(f"{base}/axis", 0, types_pb2.DT_INT64, host)
+    controls = []
+    if check_batch:
+        controls = [_batch_check(ctx, sp.shape, types_pb2.DT_INT64, base, host, rows=True)]
+    rw.add(
+        base,
+        "SparseSplit",
+        [axis.name, sp.indices, sp.values, sp.shape] + [names.control(c) for c in controls],
+        {"T": type_attr(values.dtype), "num_split": int_attr(k)},
+        host,
     )
-    begin = rw.const(f"{base}/check/begin", [0], i32, host)
-    end = rw.const(f"{base}/check/end", [1], i32, host)
+    i64 = types_pb2.DT_INT64
+    _shards(ctx, sp.indices, i64, [names.tensor(base, i) for i in range(k)])
+    _shards(ctx, sp.values, values.dtype, [names.tensor(base, k + i) for i in range(k)])
+    _shards(ctx, sp.shape, i64, [names.tensor(base, 2 * k + i) for i in range(k)])
+
+
+def _batch_check(ctx: RewriteContext, name: str, dtype: int, base: str, host: str, rows: bool = False) -> str:
+    """An Assert, on the host, that the batch fed to `name` divides by K: its first dimension, or
+    with `rows` its first element (a sparse input's dense shape)."""
+    rw, k = ctx.rewriter, ctx.num_towers
+    size_t = types_pb2.DT_INT64 if rows else types_pb2.DT_INT32
+    if rows:
+        shape = ctx.graph.node(name)
+    else:
+        shape = rw.add(
+            f"{base}/check/shape",
+            "Shape",
+            [name],
+            {"T": type_attr(dtype), "out_type": type_attr(size_t)},
+            host,
+        )
+    begin = rw.const(f"{base}/check/begin", [0], types_pb2.DT_INT32, host)
+    end = rw.const(f"{base}/check/end", [1], types_pb2.DT_INT32, host)
     batch = rw.add(
         f"{base}/check/batch",
         "StridedSlice",
         [shape.name, begin.name, end.name, end.name],
         {
-            "T": type_attr(i32),
-            "Index": type_attr(i32),
+            "T": type_attr(size_t),
+            "Index": type_attr(types_pb2.DT_INT32),
             "shrink_axis_mask": int_attr(1),
             "begin_mask": int_attr(0),
             "end_mask": int_attr(0),
@@ -71,14 +112,14 @@ def _batch_check(ctx: RewriteContext, name: str, dtype: int, base: str, host: st
         },
         host,
     )
-    towers = rw.const(f"{base}/check/towers", k, i32, host)
-    mod = rw.add(f"{base}/check/mod", "FloorMod", [batch.name, towers.name], {"T": type_attr(i32)}, host)
-    zero = rw.const(f"{base}/check/zero", 0, i32, host)
+    towers = rw.const(f"{base}/check/towers", k, size_t, host)
+    mod = rw.add(f"{base}/check/mod", "FloorMod", [batch.name, towers.name], {"T": type_attr(size_t)}, host)
+    zero = rw.const(f"{base}/check/zero", 0, size_t, host)
     ok = rw.add(
         f"{base}/check/divisible",
         "Equal",
         [mod.name, zero.name],
-        {"T": type_attr(i32), "incompatible_shape_error": bool_attr(True)},
+        {"T": type_attr(size_t), "incompatible_shape_error": bool_attr(True)},
         host,
     )
     msg = rw.const(
@@ -92,7 +133,7 @@ def _batch_check(ctx: RewriteContext, name: str, dtype: int, base: str, host: st
         f"{base}/check/assert",
         "Assert",
         [ok.name, msg.name, batch.name],
-        {"T": type_list_attr([types_pb2.DT_STRING, i32]), "summarize": int_attr(3)},
+        {"T": type_list_attr([types_pb2.DT_STRING, size_t]), "summarize": int_attr(3)},
         host,
     )
     return assert_op.name

@@ -28,6 +28,7 @@ class Regions:
     tower: frozenset[str]
     update: frozenset[str]
     tower0_only: frozenset[str]  # writes of untrained variables, and what only they need
+    drawn: tuple[str, ...] = ()  # input pipelines each tower draws its own batch from (tf.data, queues)
 
 
 def find_regions(ctx: RewriteContext, replicated: bool, share_constants_over: int) -> Regions:
@@ -35,7 +36,8 @@ def find_regions(ctx: RewriteContext, replicated: bool, share_constants_over: in
     g, a = ctx.graph, ctx.analysis
     variables = a.variables
     state = set(a.replicated_state) if replicated else set()
-    batched = {i.name: i for i in a.batched_inputs}
+    split = set(ctx.batch.split)
+    batched = {i.name: i for i in a.inputs if i.name in split}
     raw = {gr.tensor: gr for gr in a.gradients}
     raw_nodes = {names.node_of(t) for t in raw}
 
@@ -43,15 +45,19 @@ def find_regions(ctx: RewriteContext, replicated: bool, share_constants_over: in
         return gradients.written_variables(g, n, variables, a.library)
 
     # Shared by all towers: variables, placeholders (split or shared), big constants, and
-    # persistent resources (stateful ops without inputs: tables, queues, iterators). Every
-    # other op is copied per tower.
+    # persistent resources (stateful ops without inputs that make handles: tables, queues,
+    # iterators; an Unstage makes data, each tower's its own). Every other op is copied per tower.
     shared = set(variables) | set(batched)
     for n, node in zip(g.names(), g.nodes(), strict=True):
         op = node.op
         if (
             op in INPUT_OPS  # feed points: a scalar (learning rate, flag) is shared
             or (op == "Const" and node.attr["value"].tensor.ByteSize() > share_constants_over)
-            or (opdefs.is_stateful(op) and not any(r[:1] != "^" for r in node.input))
+            or (
+                opdefs.is_stateful(op)
+                and not any(r[:1] != "^" for r in node.input)
+                and opdefs.makes_handles(op)
+            )
         ):
             shared.add(n)
     excluded = shared.__contains__
@@ -111,7 +117,17 @@ def find_regions(ctx: RewriteContext, replicated: bool, share_constants_over: in
         tower=frozenset(tower),
         update=frozenset(update),
         tower0_only=frozenset(tower0_only),
+        drawn=tuple(n for n in sources if n not in batched and _draws_input(g, n)),
     )
+
+
+def _draws_input(g, n: str) -> bool:
+    """Whether stateful node `n` takes examples from an input pipeline: it reads a persistent
+    resource (an iterator, a queue: a stateful op without inputs) or is one itself (Unstage)."""
+    data = g.producers(n)[0]
+    if not data:
+        return not opdefs.makes_handles(g.node(n).op)
+    return any(opdefs.is_stateful(g.node(p).op) and not g.producers(p)[0] for p in data)
 
 
 def _reads_variable(ctx: RewriteContext, n: str) -> bool:

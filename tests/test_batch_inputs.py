@@ -1,0 +1,269 @@
+"""Which inputs are the batch (graphpass/batch_inputs.py): decided from the single tower's shapes,
+overridable (rules, CLI, API), stated in the summary and in inspect, and trained exactly: class
+weights, masks, pretrained tables and scalars whole on every tower; per-example inputs and sparse
+batches (by rows) split."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphpass
+from graphpass import batch_inputs, manifest
+from graphpass.analysis import analyze
+from graphpass.errors import ConfigError, PassFailedError
+from graphpass.ir.graph import Graph
+from graphpass.shapes import ShapeOracle
+
+from .conftest import ROOT, assert_trains_like
+
+PRESETS = ["replicated-collective", "ps-least-loaded"]
+
+
+def _decide(fx, split=(), broadcast=()):
+    g = Graph(fx.graph_def)
+    shapes = ShapeOracle(g.source_bytes(), g.names(), g.versions, g.library)
+    return batch_inputs.decide(g, analyze(g, describe=False), shapes, split, broadcast)
+
+
+@pytest.mark.parametrize(
+    "model, split, whole",
+    [
+        ("mlp_sgd", ["x", "y"], []),
+        ("class_weights", ["x", "y"], ["class_weights"]),
+        ("side_inputs", ["x", "y", "example_weight"], ["mask", "keep_prob"]),
+        ("pretrained_embedding", ["ids", "y"], ["pretrained"]),
+        ("sparse_ids", ["ids/indices", "ids/values", "ids/shape", "y"], []),
+        ("lstm_v1", ["x", "y"], []),
+        ("lstm_v2", ["x", "y"], []),
+        ("while_ref", ["x", "y"], []),
+        ("mixed_dtypes", ["x", "t"], []),
+    ],
+)
+def test_decided_from_the_shapes(load_fixture, model, split, whole):
+    d = _decide(load_fixture(model))
+    assert sorted(d.split) == sorted(split)
+    assert sorted(d.broadcast) == sorted(whole)
+    assert all(r.why for r in d.roles)
+
+
+def test_the_decision_says_why(load_fixture):
+    d = _decide(load_fixture("class_weights"))
+    assert "meets 'y'" in d.role("x").why
+    assert "never meets the batch" in d.role("class_weights").why
+    d = _decide(load_fixture("sparse_ids"))
+    assert d.role("ids/indices").sparse == d.sparse[0]
+    assert d.sparse[0].members == ("ids/indices", "ids/values", "ids/shape")
+
+
+def test_prefix_does_not_change_the_decision(load_fixture):
+    plain = _decide(load_fixture("side_inputs"))
+    under = _decide(load_fixture("side_inputs", "import/"))
+    assert [("import/" + r.name, r.split) for r in plain.roles] == [(r.name, r.split) for r in under.roles]
+
+
+def test_ambiguous_input_is_refused_naming_it_and_the_option(load_fixture):
+    fx = load_fixture("reduced_input")
+    with pytest.raises(PassFailedError, match=r"'scale'.*fit both ways.*split:`/`broadcast:"):
+        graphpass.rewrite(fx.graph_def, devices=2, rules="replicated-collective", device_type="CPU")
+
+
+@pytest.mark.parametrize(
+    "model, split, broadcast, match",
+    [
+        ("mlp_sgd", [], ["x"], r"broadcast: input 'x' is the batch: its first dimension meets 'y'"),
+        ("class_weights", ["class_weights"], [], r"split: input 'class_weights' cannot be the batch"),
+        ("side_inputs", ["keep_prob"], [], r"'keep_prob' is a scalar"),
+        ("mlp_sgd", ["nope"], [], r"split: 'nope' is not an input the training step reads; its inputs: x, y"),
+        ("mlp_sgd", ["x"], ["x"], r"'x' is named both"),
+    ],
+)
+def test_choices_that_contradict_the_graph_are_refused(load_fixture, model, split, broadcast, match):
+    with pytest.raises(ConfigError, match=match):
+        _decide(load_fixture(model), split, broadcast)
+
+
+def test_rules_option_cli_flag_and_api_argument_agree(load_fixture, tmp_path):
+    fx = load_fixture("reduced_input")
+    rules = tmp_path / "r.yaml"
+    rules.write_text("passes:\n  - replicate: {broadcast: [scale]}\n  - allreduce: {algorithm: collective}\n")
+    by_rules = graphpass.rewrite(fx.graph_def, devices=2, rules=str(rules), device_type="CPU")
+    by_api = graphpass.rewrite(
+        fx.graph_def, devices=2, rules="replicated-collective", device_type="CPU", broadcast=["scale"]
+    )
+    assert by_rules == by_api
+    assert manifest.read(by_api).broadcast == ("scale",)
+    out = tmp_path / "out.pb"
+    cli = [sys.executable, "-m", "graphpass", "rewrite", str(fx.path), "--devices", "2"]
+    cli += ["--device-type", "CPU", "--rules", "replicated-collective", "-o", str(out)]
+    done = subprocess.run(cli + ["--broadcast", "scale"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "input            scale: whole to every tower; named to broadcast" in done.stdout
+    assert graphpass.load_graph(out) == by_api
+    out.unlink()
+    refused = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and not out.exists()
+    assert refused.stderr.count("\n") == 1 and "'scale'" in refused.stderr and "--broadcast" in refused.stderr
+
+
+def test_summary_states_each_input(load_fixture, tmp_path):
+    fx = load_fixture("class_weights")
+    out = tmp_path / "o.pb"
+    cmd = [sys.executable, "-m", "graphpass", "rewrite", str(fx.path), "--devices", "5", "-o", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("  input ")]
+    assert lines == [
+        "  input            x: split (5 shards); meets 'y' at "
+        "'SparseSoftmaxCrossEntropyWithLogits/SparseSoftmaxCrossEntropyWithLogits'",
+        "  input            y: split (5 shards); meets 'x' at "
+        "'SparseSoftmaxCrossEntropyWithLogits/SparseSoftmaxCrossEntropyWithLogits'",
+        "  input            class_weights: whole to every tower; its first dimension never meets the "
+        "batch of 'x'",
+    ]
+    shown = subprocess.run(
+        [sys.executable, "-m", "graphpass", "inspect", str(out)], capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    assert "inputs split across the towers: x, y" in shown
+    assert "inputs every tower reads whole: class_weights" in shown
+    single = subprocess.run(
+        [sys.executable, "-m", "graphpass", "inspect", str(fx.path)], capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    assert [
+        line.split()[4] for line in single.splitlines() if line.startswith(("  x ", "  y ", "  class_"))
+    ] == [
+        "split",
+        "split",
+        "whole",
+    ]
+
+
+def sparse_batches(batch: int, steps: int, seed: int = 0) -> list[dict]:
+    """Global batches for sparse_ids: 0 to 3 ids per example (empty rows included), labels."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(steps):
+        counts = rng.integers(0, 4, size=batch)
+        counts[1] = 0  # an empty row in the first tower's shard, whatever the seed
+        indices = [[r, c] for r in range(batch) for c in range(counts[r])]
+        out.append(
+            {
+                "ids/indices": np.array(indices, np.int64).reshape(-1, 2),
+                "ids/values": rng.integers(0, 20, size=len(indices)).astype(np.int64),
+                "ids/shape": np.array([batch, 4], np.int64),
+                "y": rng.integers(0, 3, size=batch).astype(np.int64),
+            }
+        )
+    return out
+
+
+# (model, K): K = 2 and the K that divides the fixed dimension (or does not: class weights at 4).
+CASES = [
+    ("class_weights", 5),
+    ("class_weights", 4),
+    ("class_weights", 2),
+    ("side_inputs", 2),
+    ("side_inputs", 3),
+    ("pretrained_embedding", 2),
+    ("pretrained_embedding", 4),
+    ("sparse_ids", 2),
+    ("sparse_ids", 4),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("model, k", CASES)
+def test_trains_like_the_single_tower(load_fixture, model, k, preset):
+    fx = load_fixture(model)
+    out = graphpass.rewrite(fx.graph_def, devices=k, rules=preset, device_type="CPU")
+    batches = sparse_batches(4 * k, 3) if model == "sparse_ids" else fx.batches(4 * k, 3)
+    assert_trains_like(fx, out, k, batches)
+    assert_trains_like(fx, out, k, batches)  # twice: the step must not depend on timing
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_broadcast_choice_trains_like_the_single_tower(load_fixture, preset):
+    fx = load_fixture("reduced_input")
+    out = graphpass.rewrite(fx.graph_def, devices=2, rules=preset, device_type="CPU", broadcast="scale")
+    assert_trains_like(fx, out, 2, fx.batches(8, 3))
+
+
+def test_sparse_batch_is_split_by_rows(load_fixture):
+    fx = load_fixture("sparse_ids")
+    out = graphpass.rewrite(fx.graph_def, devices=2, rules="replicated-collective", device_type="CPU")
+    ops = {n.name: n for n in out.node}
+    split = [n for n in out.node if n.op == "SparseSplit"]
+    assert len(split) == 1 and list(split[0].input[1:4]) == ["ids/indices", "ids/values", "ids/shape"]
+    for i in range(2):
+        assert ops[f"tower{i}/ids/indices"].input[0] == f"{split[0].name}:{i}".replace(":0", "")
+        assert ops[f"tower{i}/ids/shape"].input[0] == f"{split[0].name}:{4 + i}"
+
+
+@pytest.mark.slow
+def test_sparse_rows_that_do_not_divide_are_refused_at_run_time(load_fixture):
+    from graphpass.execution import Runner
+
+    fx = load_fixture("sparse_ids")
+    out = graphpass.rewrite(fx.graph_def, devices=2, rules="replicated-collective", device_type="CPU")
+    runner = Runner(out, num_cpus=2, timeout_s=60)
+    runner.run("init")
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must divide evenly across 2 towers"):
+        runner.run("train", sparse_batches(5, 1)[0])
+
+
+def _queue_graph(staged: bool):
+    """An MLP fed from a FIFO queue (dequeue_many) or a staging area (Unstage); the enqueue and
+    the stage run outside the train step."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        tf1.set_random_seed(3)
+        fx = tf1.placeholder(tf.float32, [None, 4], name="fx")
+        fy = tf1.placeholder(tf.int64, [None], name="fy")
+        if staged:
+            from tensorflow.python.ops import data_flow_ops
+
+            area = data_flow_ops.StagingArea([tf.float32, tf.int64], shapes=[[2, 4], [2]])
+            area.put([fx, fy], name="stage")
+            x, y = area.get(name="batch")
+        else:
+            queue = tf1.FIFOQueue(64, [tf.float32, tf.int64], shapes=[[4], []])
+            queue.enqueue_many([fx, fy], name="enqueue")
+            queue.size(name="queue_size")
+            x, y = queue.dequeue_many(2, name="batch")
+        w = tf1.get_variable("w", [4, 3], initializer=tf1.glorot_uniform_initializer())
+        logits = tf.matmul(x, w)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        tf1.train.GradientDescentOptimizer(0.1).minimize(loss, name="train")
+        tf1.global_variables_initializer()
+    return g.as_graph_def()
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["queue", "staging-area"])
+def test_queue_and_staging_inputs_are_drawn_per_tower(staged):
+    from graphpass.execution import Runner
+
+    graph_def = _queue_graph(staged)
+    out, report = graphpass.rewrite_with_report(
+        graph_def, devices=2, rules="replicated-collective", device_type="CPU"
+    )
+    op = "Unstage" if staged else "QueueDequeueManyV2"
+    assert report.inputs.drawn == {"batch": op}
+    assert report.inputs.roles == ()  # the placeholders feed the pipeline, not the step
+    assert sum(n.op == op for n in out.node) == 2
+    rng = np.random.default_rng(0)
+    with Runner(out, 2) as multi:
+        multi.run("init")
+        feeds = {"fx": rng.standard_normal((2, 4)).astype("float32"), "fy": np.array([0, 1], np.int64)}
+        for _ in range(2):  # one step takes a batch for each tower
+            multi.run("stage" if staged else "enqueue", feeds)
+        multi.run("train")
+        if not staged:
+            assert multi.run("queue_size:0") == 0
