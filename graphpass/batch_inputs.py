@@ -18,6 +18,7 @@ broadcast: their first dimension never meets the batch (gather tables, class wei
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -365,13 +366,20 @@ def _choose(candidates: list[_Candidate], said: dict[str, bool], inputs: dict[st
     else:
         batch, undecided = [], []
     if undecided:
-        listed = "; ".join(" + ".join(_label(by_name[n]) for n in g) for g in undecided)
+        listed = " or ".join(" + ".join(_label(by_name[n]) for n in g) for g in undecided)
         others = sorted({n for g in batch for n in g} - {n for g in undecided for n in g})
-        besides = f" besides the batch of {_label(by_name[others[0]])}" if others else ""
-        raise ConfigError(
-            f"cannot tell whether {listed} {'is' if len(undecided) == 1 else 'are'} the batch{besides}: "
-            f"the graph's shapes fit both ways; {OPTION_HINT}"
-        )
+        if others:
+            verb = "is a batch input" if len(undecided) == 1 else "are batch inputs"
+            what = f"whether {listed} {verb} like {_label(by_name[others[0]])}"
+        else:
+            sizes = {by_name[n].size for g in undecided for n in g}
+            fixed = (
+                f"; a fixed batch of {sizes.pop()} baked into them hides it"
+                if len(sizes) == 1 and None not in sizes
+                else ""
+            )
+            what = f"which inputs are the batch: {listed} (their first dimensions never meet{fixed})"
+        raise ConfigError(f"cannot tell {what}: the graph's shapes fit both ways; {OPTION_HINT}")
     in_batch = {n for g in batch for n in g}
     anchors = sorted(in_batch)
     for c in candidates:
@@ -441,3 +449,91 @@ def _label(c: _Candidate) -> str:
     if c.sparse is not None:
         return f"sparse '{c.sparse.indices}'/'{c.sparse.values}'/'{c.sparse.shape}'"
     return f"'{c.name}'"
+
+
+def check_fixed_batch(
+    graph: Graph, shapes: ShapeOracle, split: dict[str, Input], copied: Sequence[str], k: int
+) -> None:
+    """Refuse a fixed batch (inputs declared `[B, ...]`, split into B/K per tower) that the tower's
+    copied nodes (`copied`) carry elsewhere than in the split inputs: each tower computes with
+    B/K examples, so a shape, size or factor of B baked into the graph (a reshape target, a mean's
+    gradient) would be wrong there. Shape inference with the split inputs at B and at B/K tells
+    where dimensions follow the inputs; a dimension of B that does not follow them, and a constant
+    holding a multiple of B, cannot be told from the batch.
+
+    Raises:
+        ConfigError: naming the node (graphpass does not rewrite such constants yet).
+    """
+    fixed = {n: i for n, i in split.items() if i.static_batch is not None}
+    for n, i in fixed.items():
+        if i.static_batch % k:
+            raise ConfigError(
+                f"placeholder '{n}' has a fixed batch of {i.static_batch}, which does not divide "
+                f"across {k} towers"
+            )
+    if k == 1 or not fixed:
+        return
+    sizes = sorted({i.static_batch for i in fixed.values()})
+    b = sizes[0]
+    first = sorted(fixed)[0]
+    hint = f"the fixed batch of {b} ('{first}'), split {b // k} per tower"
+    advice = "build the model with a batch dimension of None"
+    if len(sizes) > 1:
+        raise ConfigError(
+            f"split inputs declare different fixed batches ({', '.join(map(str, sizes))}); {advice}"
+        )
+    prober = shapes.prober(copied, fixed)
+
+    def at(size: int) -> list[NodeDef]:
+        return [_placeholder(n, i.dtype, [size] + list(i.shape[1:])) for n, i in fixed.items()]
+
+    declared = prober.shapes(at(b))
+    try:
+        per_tower = prober.shapes(at(b // k))
+    except InvalidGraphError as e:
+        said = str(e).removeprefix("TensorFlow cannot load the graph: ")
+        said = re.sub(r"'\{\{node ([^}]+)\}\} = [^']*'", r"'\1'", said).rstrip(".")
+        raise ConfigError(f"the graph carries {hint}, in its shapes: {said}; {advice}") from None
+    for t, dims in declared.items():
+        after = per_tower.get(t)
+        if dims is None or after is None or len(after) != len(dims):
+            continue
+        for axis, (d, e) in enumerate(zip(dims, after, strict=True)):
+            if d == b and e == b:
+                raise ConfigError(
+                    f"dimension {axis} of '{t}' is {b} whatever the batch: it may be {hint} baked into "
+                    f"the graph, or a size that equals it; {advice}"
+                )
+    for n in copied:
+        node = graph.node(n)
+        if node.op != "Const":
+            continue
+        value = _small_values(node)
+        if any(_multiple_of(v, b) for v in value):
+            raise ConfigError(
+                f"constant '{n}' holds a multiple of {hint}: it may be a size or a factor of the batch "
+                f"(a mean's gradient divides by it); {advice}"
+            )
+
+
+def _small_values(node: NodeDef, limit: int = 64) -> list[float]:
+    from tensorflow.python.framework import tensor_util
+
+    t = node.attr["value"].tensor
+    n = 1
+    for d in t.tensor_shape.dim:
+        n *= d.size
+    if n > limit or t.dtype in (types_pb2.DT_STRING, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT):
+        return []
+    try:
+        return [float(v) for v in tensor_util.MakeNdarray(t).reshape(-1)]
+    except (TypeError, ValueError):
+        return []
+
+
+def _multiple_of(v: float, b: int) -> bool:
+    """Whether `v` is b * m or 1 / (b * m) for a whole m >= 1."""
+    for x in (v, 1.0 / v if v else 0.0):
+        if x >= b and abs(x / b - round(x / b)) < 1e-6:
+            return True
+    return False

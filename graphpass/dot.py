@@ -22,9 +22,8 @@ from .dot_groups import (
     Group,
     collapse,
     human_bytes,
-    plural,
 )
-from .errors import ConfigError
+from .errors import ConfigError, plural
 
 __all__ = [
     "HEAVY_OPS",

@@ -10,7 +10,7 @@ from tensorflow.core.framework import graph_pb2
 
 from . import manifest, naming, opdefs
 from .diff import natural_key
-from .errors import InvalidGraphError
+from .errors import InvalidGraphError, plural
 from .ir import names
 
 GraphDef = graph_pb2.GraphDef
@@ -296,10 +296,6 @@ def _counts(counter: Counter, shown: int = 4) -> str:
     ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
     text = ", ".join(f"{op} x{n}" for op, n in ranked[:shown])
     return text + (f", +{len(ranked) - shown} more" if len(ranked) > shown else "")
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
 def _names(items: list[str]) -> str:

@@ -70,3 +70,8 @@ class InternalError(GraphpassError):
     """An invariant graphpass itself should have kept was broken: a bug, not bad input."""
 
     exit_code = 1
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """`n` and `word`, in the plural (`words`, else `word` + s) unless n is 1."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"

@@ -136,7 +136,7 @@ def verify_rewrite(
     from the same initial values on the same random global batches for `steps` steps.
 
     Args:
-        original, rewritten: GraphDefs.
+        original, rewritten: GraphDefs, or paths of graph files.
         steps: train steps to run.
         batch: the global batch (default 4 per tower).
         seed: for the random batches.
@@ -149,9 +149,13 @@ def verify_rewrite(
     """
     from . import analysis, batch_inputs
     from .errors import GraphpassError, InternalError
+    from .io import load_graph
     from .ir import verify
     from .ir.graph import Graph
 
+    original, rewritten = (
+        g if isinstance(g, tf.compat.v1.GraphDef) else load_graph(g) for g in (original, rewritten)
+    )
     k = tower_count(rewritten)
     result = Verification(towers=k)
     try:

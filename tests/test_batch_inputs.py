@@ -67,7 +67,10 @@ def test_prefix_does_not_change_the_decision(load_fixture):
 
 def test_ambiguous_input_is_refused_naming_it_and_the_option(load_fixture):
     fx = load_fixture("reduced_input")
-    with pytest.raises(PassFailedError, match=r"'scale'.*fit both ways.*split:`/`broadcast:"):
+    with pytest.raises(
+        PassFailedError,
+        match=r"whether 'scale' is a batch input like 'x'.*fit both ways.*split:`/`broadcast:",
+    ):
         graphpass.rewrite(fx.graph_def, devices=2, rules="replicated-collective", device_type="CPU")
 
 
@@ -267,3 +270,109 @@ def test_queue_and_staging_inputs_are_drawn_per_tower(staged):
         multi.run("train")
         if not staged:
             assert multi.run("queue_size:0") == 0
+
+
+def _dataset_graph(batch: int):
+    """An MLP fed by tf.data with three components per element: features and labels per example,
+    and a class-weight table that is the same for every element (not per example)."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((64, 8)).astype("float32")
+    labels = rng.integers(0, 3, 64).astype("int64")
+    g = tf.Graph()
+    with g.as_default():
+        tf1.set_random_seed(5)
+        ds = tf.data.Dataset.from_tensor_slices((features, labels)).repeat().batch(batch)
+        ds = ds.map(lambda x, y: (x, y, tf.constant([1.0, 2.0, 3.0])))
+        x, y, weights = tf1.data.make_one_shot_iterator(ds).get_next(name="batch")
+        w = tf1.get_variable("w", [8, 3], initializer=tf1.glorot_uniform_initializer())
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=tf.matmul(x, w))
+        loss = tf.reduce_mean(tf.gather(weights, y) * per_example)
+        tf1.train.GradientDescentOptimizer(0.5).minimize(loss, name="train")
+        tf1.global_variables_initializer()
+    return g.as_graph_def()
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_tf_data_element_with_a_component_that_is_not_per_example(k):
+    """K towers each drawing a batch of 4 train like one tower drawing 4K: the per-example
+    components are the global batch, the weight table the same in every draw."""
+    from graphpass.execution import Runner
+
+    out, report = graphpass.rewrite_with_report(
+        _dataset_graph(4), devices=k, rules="replicated-collective", device_type="CPU"
+    )
+    assert report.inputs.drawn == {"batch": "IteratorGetNext"}
+    with Runner(_dataset_graph(4 * k)) as single, Runner(out, k) as multi:
+        single.run("init")
+        multi.run("init")
+        for _ in range(3):
+            single.run("train")
+            multi.run("train")
+        want = single.variables(["w"])["w"]
+        got = multi.variables(["w"] + [f"tower{i}/w" for i in range(1, k)])
+    np.testing.assert_allclose(got["w"], want, rtol=1e-5, atol=1e-6)
+    for i in range(1, k):
+        np.testing.assert_array_equal(got[f"tower{i}/w"], got["w"])
+
+
+def _at_fixed_batch(model: str, batch: int):
+    """Fixture `model` rebuilt from its model code with every placeholder's unknown first
+    dimension fixed to `batch` (as tf_cnn_benchmarks-style scripts build them)."""
+    import importlib.util
+
+    import tensorflow as tf
+
+    spec = importlib.util.spec_from_file_location("make_fixtures", ROOT / "tools" / "make_fixtures.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    tf1 = tf.compat.v1
+    plain = tf1.placeholder
+
+    def fixed(dtype, shape=None, name=None):
+        if shape is not None and len(shape) and shape[0] is None:
+            shape = [batch, *shape[1:]]
+        return plain(dtype, shape, name)
+
+    tf1.placeholder = fixed
+    try:
+        return fixtures.build(model)[0]
+    finally:
+        tf1.placeholder = plain
+
+
+@pytest.mark.parametrize("model", ["mlp_sgd", "conv_momentum", "lstm_v1", "embedding_sgd", "mlp_adam"])
+@pytest.mark.parametrize("k", [2, 4])
+def test_a_fixed_batch_baked_into_the_graph_is_refused_naming_a_node(model, k):
+    """Each tower computes with 16/K examples; shapes and constants built for 16 would be wrong
+    there (a run-time failure, or a mean's gradient divided by 16): refused, never exit 0."""
+    graph_def = _at_fixed_batch(model, 16)
+    baked = r"fixed batch of 16 (\('[^']+'\), split \d+ per tower|baked into them)"
+    with pytest.raises(PassFailedError, match=baked):
+        graphpass.rewrite(graph_def, devices=k, rules="replicated-collective", device_type="CPU")
+
+
+def test_a_fixed_batch_refusal_through_the_cli(tmp_path):
+    graph = tmp_path / "fixed.pb"
+    graphpass.save_graph(_at_fixed_batch("mlp_sgd", 16), graph)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "graphpass",
+            "rewrite",
+            str(graph),
+            "--devices",
+            "4",
+            "-o",
+            str(tmp_path / "o.pb"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2 and not (tmp_path / "o.pb").exists()
+    assert done.stderr.count("\n") == 1 and "fixed batch of 16 ('x'), split 4 per tower" in done.stderr
+    assert "batch dimension of None" in done.stderr

@@ -133,8 +133,9 @@ def test_a_fixed_batch_that_does_not_divide_is_refused(mlp):
     x.attr["shape"].shape.dim[0].size = 3
     ctx = _context(gd, k=2)
     found, _, _ = _placed(ctx, True)
+    copied = [n for n in found.order if n in found.tower]
     with pytest.raises(ConfigError, match="placeholder 'x' has a fixed batch of 3"):
-        inputs.split_inputs(ctx, found, True)
+        batch_inputs.check_fixed_batch(ctx.graph, ctx.shapes, found.batched, copied, 2)
 
 
 @pytest.mark.parametrize("replicated", [True, False])

@@ -11,7 +11,7 @@ from .. import algorithms, naming
 from ..algorithms.base import Builder
 from ..algorithms.gather import build_gather
 from ..context import Reduction, RewriteContext
-from ..errors import ConfigError
+from ..errors import ConfigError, plural
 from ..ir import names
 from ..ir.rewriter import type_attr
 from ..options import Option, options_of
@@ -30,7 +30,7 @@ class AllReduce(Pass):
     provides = ("reduced-gradients",)
 
     algorithm: str = option(
-        "nccl", "how gradients are reduced (see README: All-reduce algorithms)", choices=algorithms.names
+        "nccl", "how gradients are reduced (see README: `allreduce`)", choices=algorithms.names
     )
     average: bool = option(True, "divide the sum by the number of towers (for mean losses)")
     sparse: Literal["gather", "dense"] = option(
@@ -115,11 +115,11 @@ class AllReduce(Pass):
         packed = sum(len(p.gradients) for p in {id(pieces[r.key]): pieces[r.key] for r in in_packs}.values())
         ctx.pending = []
         verb = "averaged" if self.average else "summed"
-        summary = f"{dense - len(in_packs) + packed} gradients {verb} with {self.algorithm}"
+        summary = f"{plural(dense - len(in_packs) + packed, 'gradient')} {verb} with {self.algorithm}"
         if in_packs:
-            summary += f", {packed} of them in {len(in_packs)} packs"
+            summary += f", {packed} of them in {plural(len(in_packs), 'pack')}"
         if sparse:
-            summary += f", {sparse} sparse gradients gathered"
+            summary += f", {plural(sparse, 'sparse gradient')} gathered"
         return PassResult(True, summary, {"reductions": dense, "sparse": sparse, "packed": packed})
 
 

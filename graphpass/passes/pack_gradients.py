@@ -11,7 +11,7 @@ from tensorflow.python.framework import dtypes
 from .. import naming
 from ..algorithms.base import chunk_sizes
 from ..context import Pack, Reduction, RewriteContext
-from ..errors import ConfigError
+from ..errors import ConfigError, plural
 from ..ir import names
 from ..ir.rewriter import int_attr, type_attr
 from .base import Pass, PassResult, option
@@ -76,7 +76,7 @@ class PackGradients(Pass):
                 f"{r.key} ({'sparse' if r.kind != 'dense' else 'no static shape'})" for r in left
             )
             ctx.notes.append(f"left unpacked: {reasons}")
-        summary = f"{len(packable)} gradients in {len(new)} packs"
+        summary = f"{plural(len(packable), 'gradient')} in {plural(len(new), 'pack')}"
         if left:
             summary += f", {len(left)} left unpacked"
         return PassResult(True, summary, {"packs": len(new), "unpacked": [r.key for r in left]})

@@ -9,7 +9,7 @@ from typing import Literal
 from .. import devices as devmod
 from .. import placement
 from ..context import RewriteContext
-from ..errors import ConfigError
+from ..errors import ConfigError, plural
 from .base import Pass, PassResult, option
 
 
@@ -58,7 +58,7 @@ class PlaceVariables(Pass):
         per_device = ", ".join(f"{_short(d)} {_size(n)}" for d, n in load.items())
         return PassResult(
             True,
-            f"{len(groups)} variables by {self.strategy}: {per_device}; imbalance "
+            f"{plural(len(groups), 'variable')} by {self.strategy}: {per_device}; imbalance "
             f"{report.imbalance:.2f} (max / lower bound {_size(int(report.lower_bound))})",
             {"load": load, "imbalance": report.imbalance, "lower_bound": report.lower_bound},
         )

@@ -29,7 +29,7 @@ from typing import ClassVar, Literal
 from ... import batch_inputs, placement, step_state
 from ... import devices as devmod
 from ...context import RewriteContext
-from ...errors import ConfigError
+from ...errors import ConfigError, plural
 from ...io import MAX_GRAPH_BYTES
 from ..base import Pass, PassResult, option
 from . import build, inputs, merges, originals, plans, reductions, regions, variables
@@ -126,6 +126,9 @@ class Replicate(Pass):
         devs = Devices.of(ctx, found)
         place_variables(ctx, devs, replicated, ps)
         replicas = variables.plan_replicas(ctx, found, devs) if replicated else ()
+        dense = {n: i for n, i in found.batched.items() if ctx.batch.role(n).sparse is None}
+        copied = [n for n in found.order if n in found.tower]
+        batch_inputs.check_fixed_batch(g, ctx.shapes, dense, copied, ctx.num_towers)
         split_names = inputs.split_inputs(ctx, found, self.check_batch)
         sinks = reductions.make_sinks(ctx, found, devs, replicated)
         planned = plans.plan_towers(ctx, found, split_names, self.shared_updates)
@@ -145,7 +148,7 @@ class Replicate(Pass):
         described = step_state.describe(ordered)
         return PassResult(
             True,
-            f"{k} towers ({self.mode}), {len(a.trainable)} trainable variables, "
-            f"{len(ctx.pending)} gradients to reduce" + (f"; {described}" if described else ""),
+            f"{k} towers ({self.mode}), {plural(len(a.trainable), 'trainable variable')}, "
+            f"{plural(len(ctx.pending), 'gradient')} to reduce" + (f"; {described}" if described else ""),
             {"towers": k, "mode": self.mode, "ordered_state": list(ordered.state)},
         )

@@ -6,7 +6,6 @@ from tensorflow.core.framework import types_pb2
 
 from ... import devices as devmod
 from ...context import RewriteContext
-from ...errors import ConfigError
 from ...ir import names
 from ...ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
 from ...naming import tower_name
@@ -27,11 +26,6 @@ def split_inputs(ctx: RewriteContext, regions: Regions, check_batch: bool) -> fr
             if name == sparse[name].shape:
                 _split_sparse(ctx, sparse[name], regions, check_batch, host)
             continue
-        if inp.static_batch is not None and inp.static_batch % k:
-            raise ConfigError(
-                f"placeholder '{name}' has a fixed batch of {inp.static_batch}, which does not "
-                f"divide across {k} towers"
-            )
         base = rw.unique_name(f"{name}/split")
         axis = rw.const(f"{base}/axis", 0, types_pb2.DT_INT32, host)
         controls = []
