@@ -147,7 +147,7 @@ def verify_rewrite(
     Returns:
         A Verification; `.ok(rtol)` says whether it passed.
     """
-    from . import analysis, batch_inputs
+    from . import analysis, batch_dims
     from .errors import GraphpassError, InternalError
     from .io import load_graph
     from .ir import verify
@@ -181,7 +181,7 @@ def verify_rewrite(
     if missing:
         result.reason = f"structure only: {', '.join(missing)} has no CPU kernel"
         return result
-    sparse = batch_inputs.sparse_inputs(Graph(original), {i.name: i for i in info.inputs})
+    sparse = batch_dims.sparse_inputs(Graph(original), {i.name: i for i in info.inputs})
     if sparse:
         result.reason = (
             f"structure only: sparse input '{sparse[0].indices}' cannot be fed random batches "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tensorflow.core.framework import graph_pb2
 
-from graphpass import analysis, batch_inputs
+from graphpass import analysis, batch_dims, batch_inputs
 from graphpass import devices as devmod
 from graphpass.context import RewriteContext
 from graphpass.errors import ConfigError, InvalidGraphError
@@ -135,7 +135,7 @@ def test_a_fixed_batch_that_does_not_divide_is_refused(mlp):
     found, _, _ = _placed(ctx, True)
     copied = [n for n in found.order if n in found.tower]
     with pytest.raises(ConfigError, match="placeholder 'x' has a fixed batch of 3"):
-        batch_inputs.check_fixed_batch(ctx.graph, ctx.shapes, found.batched, copied, 2)
+        batch_dims.check_fixed_batch(ctx.graph, ctx.shapes, found.batched, copied, 2)
 
 
 @pytest.mark.parametrize("replicated", [True, False])

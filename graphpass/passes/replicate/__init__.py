@@ -26,7 +26,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from ... import batch_inputs, placement, step_state
+from ... import batch_dims, batch_inputs, placement, step_state
 from ... import devices as devmod
 from ...context import RewriteContext
 from ...errors import ConfigError, plural
@@ -128,7 +128,7 @@ class Replicate(Pass):
         replicas = variables.plan_replicas(ctx, found, devs) if replicated else ()
         dense = {n: i for n, i in found.batched.items() if ctx.batch.role(n).sparse is None}
         copied = [n for n in found.order if n in found.tower]
-        batch_inputs.check_fixed_batch(g, ctx.shapes, dense, copied, ctx.num_towers)
+        batch_dims.check_fixed_batch(g, ctx.shapes, dense, copied, ctx.num_towers)
         split_names = inputs.split_inputs(ctx, found, self.check_batch)
         sinks = reductions.make_sinks(ctx, found, devs, replicated)
         planned = plans.plan_towers(ctx, found, split_names, self.shared_updates)
