@@ -30,7 +30,7 @@ def post_processing_inside(
                 outside.add(user)
                 stack.append(user)
     post: set[str] = set()
-    stack = sorted(n for n in nodes if any(p in outside for p in graph.producers(n)[0]))
+    stack = sorted(n for n in nodes if any(p in outside for p in graph.producers(n)[0])) if outside else []
     while stack:
         n = stack.pop()
         if n in post:

@@ -57,11 +57,17 @@ def find_gradients(
         return _merge(grads)
 
     found: dict[str, Gradient] = {}
+    walked: dict[str, tuple[list[str], list[str]]] = {}  # tensor -> its walk (updates share inputs)
     for u in updates:
+        has_post, has_grads = set(u.post), set(u.grads)
         for pos, ref in _gradient_inputs(graph, u, library):
-            nearest, post = _nearest_backward(graph, tensor_of(ref), nodes)
-            u.post.extend(t for t in post if t not in u.post)
-            u.grads.extend(t for t in nearest if t not in u.grads)
+            t = tensor_of(ref)
+            walk = walked.get(t)
+            if walk is None:
+                walk = walked[t] = _nearest_backward(graph, t, nodes)
+            nearest, post = walk
+            _extend_new(u.post, has_post, post)
+            _extend_new(u.grads, has_grads, nearest)
             if pos in u.targets:
                 for t in nearest:
                     u.grad_targets.setdefault(t, u.targets[pos])
@@ -100,6 +106,14 @@ def find_gradients(
         elif g.tensor in sparse_reach:
             g.kind = "values"
     return list(found.values())
+
+
+def _extend_new(out: list[str], has: set[str], items: list[str]) -> None:
+    """Append to `out` the `items` not in it yet (`has`: the set of `out`, kept up to date)."""
+    for t in items:
+        if t not in has:
+            has.add(t)
+            out.append(t)
 
 
 def _merge(grads: list[Gradient]) -> list[Gradient]:

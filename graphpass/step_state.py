@@ -16,7 +16,10 @@ kill the write) is left as it is and named in a note; so is one whose edge would
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
+from functools import reduce
+from operator import or_
 
 from . import gradients
 from .functions import Library
@@ -68,11 +71,12 @@ def plan(graph: Graph, variables, library: Library, step: set[str]) -> StepOrder
             for r in reads:
                 if reach.before(r, w) or reach.after(r, w):
                     continue
-                why = _unorderable(context, r, w) or reach.cycle(r, w, edges)
+                why = _unorderable(context, r, w) or reach.cycle(r, w)
                 if why:
                     notes.append(f"the read '{r}' of '{v}' is not ordered before its write '{w}' ({why})")
                     continue
                 edges.append((v, r, w))
+                reach.add(r, w)
                 ordered_any = True
         if ordered_any:
             state.append(v)
@@ -98,9 +102,10 @@ class _Reach:
     def __init__(self, graph: Graph, order: list[str], index: dict[str, int]):
         self.index = index
         inside = set(order)
+        back = {n for n in order if graph.node(n).op in BACK_EDGE_OPS}
         preds: dict = {}
         forward: dict = {}  # without back edges: the order of the passes
-        loops = False
+        loops = False  # a back edge inside the step: the passes repeat until nothing changes
         for n in order:
             data, ctrl = graph.producers(n)
             ps = [p for p in data if p in inside]
@@ -110,29 +115,34 @@ class _Reach:
                     preds[key] = forward[key] = [p for p in ctrl if p in inside]
                 ps.append(key)
             preds[n] = ps
-            forward[n] = [p for p in ps if type(p) is int or graph.node(p).op not in BACK_EDGE_OPS]
-            loops = loops or len(forward[n]) < len(ps)
+            forward[n] = ps
+            if back and not back.isdisjoint(ps):
+                forward[n] = [p for p in ps if p not in back]
+                loops = True
         every = list(preds)
-        topo = _topological(every, forward)
         users: dict = {n: [] for n in every}
         for n in every:
             for p in preds[n]:
                 users[p].append(n)
+        topo = _topological(every, forward, None if loops else users)
         own = {n: 1 << i for n, i in index.items()}
         self.upstream = self._propagate(topo, preds, own, loops)  # writes that reach n
         self.downstream = self._propagate(topo[::-1], users, own, loops)  # writes n reaches
+        self.added: dict[str, tuple[list[int], list[int]]] = {}  # see add()
+        self.count = 0
 
     @staticmethod
-    def _propagate(order: list[str], sources: dict[str, list[str]], own: dict[str, int], repeat: bool):
-        bits: dict[str, int] = {}
+    def _propagate(order: list, sources: dict[str, list], own: dict[str, int], repeat: bool):
+        """Each node's own bit or'ed with its `sources`' bits, over `order` (sources first),
+        repeated while `repeat` and something changed. Every node gets an entry."""
+        bits = dict.fromkeys(order, 0)
+        get = bits.__getitem__
         changed = True
         while changed:
             changed = False
             for n in order:
-                b = own.get(n, 0)
-                for p in sources[n]:
-                    b |= bits.get(p, 0)
-                if b != bits.get(n, 0):
+                b = reduce(or_, map(get, sources[n]), own.get(n, 0))
+                if b != bits[n]:
                     bits[n] = b
                     changed = True
             changed = changed and repeat
@@ -146,28 +156,47 @@ class _Reach:
         """Whether write `w` reaches `r`."""
         return bool(self.upstream.get(r, 0) >> self.index[w] & 1)
 
-    def cycle(self, r: str, w: str, added: list[tuple[str, str, str]]) -> str | None:
-        """Why edge r -> w would close a cycle with the edges `added` so far, or None: whether
-        `w` reaches `r` through them."""
+    def add(self, r: str, w: str) -> None:
+        """Record the edge r -> w as added (cycle() takes it into account from now on). Per
+        write it keeps the writes reaching the reads of its added edges, cumulated in the order
+        added, so one walk step costs a test per write with added edges, not one per edge."""
+        into = self.added.get(w)
+        if into is None:
+            into = self.added[w] = ([], [])
+        numbers, reached = into
+        numbers.append(self.count)
+        reached.append((reached[-1] if reached else 0) | self.upstream.get(r, 0))
+        self.count += 1
+
+    def cycle(self, r: str, w: str) -> str | None:
+        """Why edge r -> w would close a cycle with the edges added so far, or None: whether
+        `w` reaches `r` through them. Depth first from `w`; from a write x, the writes whose
+        added edges leave a read that x reaches are taken in the order of the first such edge."""
         frontier, seen = [w], {w}
         while frontier:
             x = frontier.pop()
             if self.after(r, x):
                 return f"ordering it would close a cycle through '{x}'"
-            for _, r2, w2 in added:
-                if w2 not in seen and self.after(r2, x):
-                    seen.add(w2)
-                    frontier.append(w2)
+            bit = 1 << self.index[x]
+            nxt = []
+            for w2, (numbers, reached) in self.added.items():
+                if w2 not in seen and reached[-1] & bit:
+                    nxt.append((numbers[bisect_left(reached, bit, key=lambda b: b & bit)], w2))
+            for _, w2 in sorted(nxt):
+                seen.add(w2)
+                frontier.append(w2)
         return None
 
 
-def _topological(order: list, preds: dict) -> list:
-    """`order`'s nodes, each after its `preds` (which must be among them)."""
+def _topological(order: list, preds: dict, users: dict | None = None) -> list:
+    """`order`'s nodes, each after its `preds` (which must be among them); `users`, if given,
+    the reverse of `preds`."""
     pending = {n: len(preds[n]) for n in order}
-    users: dict = {n: [] for n in order}
-    for n in order:
-        for p in preds[n]:
-            users[p].append(n)
+    if users is None:
+        users = {n: [] for n in order}
+        for n in order:
+            for p in preds[n]:
+                users[p].append(n)
     ready = [n for n in reversed(order) if not pending[n]]
     out = []
     while ready:

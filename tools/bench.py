@@ -3,11 +3,15 @@
     python tools/make_big_fixtures.py                      # once: build/bench/*.pb
     python tools/bench.py [--cases a,b] [--repeat 3] [--json out.json]
     python tools/bench.py profile resnet50-k8            # where one case's rewrite time goes
+    python tools/bench.py --cases resnet50-k64-bare,chain-k2   # refusal and size cases (issue 21)
     python tools/bench.py exchange [--devices 4] [--steps 10] [--json out.json]
 
 Run by hand, never from the tests. Each rewrite case runs in a fresh subprocess so its peak RSS
 (ru_maxrss) belongs to that case alone; the FLOOR is the time to parse the input GraphDef plus the
-time to serialize the output GraphDef, measured in the same process.
+time to serialize the output GraphDef, measured in the same process. A case whose input must be
+refused (a graph graphpass already replicated, without its manifest) is timed to the refusal,
+against the time to parse its input (best of the repeats, and the process's first parse, which
+is what a refusing process pays: a process that only parses it).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Case:
     rules: str = "replicated-nccl"
     device_type: str = "GPU"
     ps_devices: tuple[str, ...] = ()
+    refused: bool = False  # the input must be refused: time the refusal against the parse
 
 
 def _resnet(k: int) -> Case:
@@ -81,6 +86,11 @@ CASES = {
         Case("mid-k8", "build/bench/mid.pb", 8),
         Case("deep100k-k8", "build/bench/deep100k.pb", 8),
         *TOWER_STRINGS,
+        # Issue 21: every analysis linear. resnet50 rewritten at K=64 without its manifest, fed
+        # back in (refused, by what the analysis finds); a million Identity ops in a row (the
+        # chain's length is make_big_fixtures.py's --chain-length).
+        Case("resnet50-k64-bare", "build/bench/resnet50_k64_bare.pb", 64, refused=True),
+        Case("chain-k2", "build/bench/chain.pb", 2),
     ]
 }
 
@@ -135,8 +145,58 @@ def _rewrite(graphpass, case: Case, path: Path, repeat: int):
     return out, best_report, best, runs
 
 
+def _refusal(graphpass, case: Case, path: Path, repeat: int) -> tuple[str, float, int]:
+    """The refusal's message, the fastest refusal's wall time, and the number of runs."""
+    runs, spent, best, message = 0, 0.0, float("inf"), ""
+    while runs < repeat and spent < REPEAT_BUDGET_S:
+        gc.collect()
+        start = time.perf_counter()
+        try:
+            graphpass.rewrite_to_buffer(path, **_options(case))
+        except graphpass.GraphpassError as e:
+            seconds, message = time.perf_counter() - start, str(e)
+        else:
+            raise AssertionError(f"{case.name}: the rewrite was not refused")
+        runs, spent, best = runs + 1, spent + seconds, min(best, seconds)
+    return message, best, runs
+
+
+def measure_refusal(case: Case, repeat: int) -> dict:
+    """How long a rewrite of `case`'s input takes to refuse it, against parsing it."""
+    import tensorflow  # noqa: F401
+
+    tf_rss = peak_rss_mib()
+    import graphpass
+
+    path = ROOT / case.graph
+    graph_def, first_s = _timed(graphpass.load_graph, path)  # the process's first parse: as a refusal's
+    nodes_in = len(graph_def.node)
+    del graph_def
+    parse_s = _floor_parse(graphpass, path, repeat)
+    message, refuse_s, runs = _refusal(graphpass, case, path, repeat)
+    return {
+        "case": case.name,
+        "graph": case.graph,
+        "devices": case.devices,
+        "nodes_in": nodes_in,
+        "in_mib": path.stat().st_size / MIB,
+        "runs": runs,
+        "refuse_s": refuse_s,
+        "parse_s": parse_s,
+        "first_parse_s": first_s,
+        "ratio": refuse_s / parse_s,
+        "first_ratio": refuse_s / first_s,
+        "us_per_node": 1e6 * refuse_s / nodes_in,
+        "tf_rss_mib": tf_rss,
+        "peak_rss_mib": peak_rss_mib(),
+        "refusal": message.splitlines()[0][:160],
+    }
+
+
 def measure_case(case: Case, repeat: int) -> dict:
     """Everything the table reports for `case`, measured in this (fresh) process."""
+    if case.refused:
+        return measure_refusal(case, repeat)
     import tensorflow  # noqa: F401  (the baseline: what importing TensorFlow alone costs)
 
     tf_rss = peak_rss_mib()
@@ -228,6 +288,19 @@ REWRITE_COLUMNS = [
     ("peak/bound", "{:.2f}", "rss_ratio"),
 ]
 
+REFUSAL_COLUMNS = [
+    *REWRITE_COLUMNS[:3],  # case, K, nodes in
+    ("in MiB", "{:.1f}", "in_mib"),
+    ("refusal s", "{:.3f}", "refuse_s"),
+    ("parse s", "{:.3f}", "parse_s"),
+    ("ratio", "{:.1f}x", "ratio"),
+    ("first parse s", "{:.3f}", "first_parse_s"),
+    ("ratio to it", "{:.1f}x", "first_ratio"),
+    ("us/node", "{:.1f}", "us_per_node"),
+    ("peak MiB", "{:.0f}", "peak_rss_mib"),
+    ("refused with", "{}", "refusal"),
+]
+
 SPLIT_COLUMNS = [
     ("case", "{}", "case"),
     ("parse s", "{:.3f}", "parse_s"),
@@ -277,13 +350,18 @@ def cmd_rewrite(args) -> int:
     for name in names:
         print(f"... {name}", file=sys.stderr, flush=True)
         rows.append(run_case(CASES[name], args.repeat, args.timeout))
-    print(table(rows, REWRITE_COLUMNS))
-    print()
-    print(table(rows, SPLIT_COLUMNS))
+    refusals = [r for r in rows if CASES[r["case"]].refused]
+    rows = [r for r in rows if not CASES[r["case"]].refused]
+    if rows:
+        print(table(rows, REWRITE_COLUMNS))
+        print()
+        print(table(rows, SPLIT_COLUMNS))
+    if refusals:
+        print("\n" + table(refusals, REFUSAL_COLUMNS))
     note = scaling_note(rows)
     if note:
         print("\n" + note)
-    _write_json(args.json, {"kind": "rewrite", "machine": machine(), "rows": rows})
+    _write_json(args.json, {"kind": "rewrite", "machine": machine(), "rows": rows + refusals})
     return 0
 
 
@@ -298,8 +376,13 @@ def cmd_profile(args) -> int:
     rewrite = graphpass.rewrite_to_buffer  # imports TensorFlow, outside the profile
     profiler = cProfile.Profile()
     profiler.enable()
-    rewrite(ROOT / case.graph, **_options(case))
-    profiler.disable()
+    try:
+        rewrite(ROOT / case.graph, **_options(case))
+    except graphpass.GraphpassError:
+        if not case.refused:
+            raise
+    finally:
+        profiler.disable()
     pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
     return 0
 

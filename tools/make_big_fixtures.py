@@ -1,12 +1,16 @@
 """Build the large single-tower training graphs tools/bench.py measures, into build/bench/.
 
-    python tools/make_big_fixtures.py                  # resnet50, resnet50_tower, mid, deep100k
+    python tools/make_big_fixtures.py                  # every graph below
     python tools/make_big_fixtures.py resnet50         # just one
+    python tools/make_big_fixtures.py chain --chain-length 200000   # a shorter chain
 
 resnet50 is tf_keras' ResNet-50 (real model code, ~7k nodes); mid (~20k nodes) and deep100k
-(~100k nodes) are deep stacks of small dense layers on ref variables. Each graph gets a JSON sidecar
-naming its feeds, train op, loss and init op, and its trainable variables with their shapes.
-Builds are deterministic: the same bytes on every run.
+(~100k nodes) are deep stacks of small dense layers on ref variables; chain is a million Identity
+ops in a row between the input and the one trained variable's loss (`--chain-length`).
+resnet50_k64_bare is what graphpass makes of resnet50 at K=64 without its manifest node: a graph
+already replicated, fed back in, that a rewrite must refuse (graphpass's own, from this checkout).
+Each graph gets a JSON sidecar naming its feeds, train op, loss and init op, and its trainable
+variables with their shapes. Builds are deterministic: the same bytes on every run.
 """
 
 from __future__ import annotations
@@ -64,6 +68,61 @@ def deep_stack(layers: int, width: int = 16, classes: int = 10):
     return feeds, train, loss
 
 
+CHAIN_LENGTH = 1_000_000  # nodes in the chain (--chain-length)
+
+
+def chain():
+    """x -> a chain of Identity ops -> sum(chain * w): one trained variable, plain SGD, global
+    step. Built here with one link, named `chain`; `lengthen` makes it CHAIN_LENGTH links."""
+    x = tf1.placeholder(tf.float32, [None, 4], name="x")
+    h = tf.identity(x, name="chain")
+    w = tf1.get_variable("w", [4], initializer=tf1.ones_initializer())
+    loss = tf.reduce_sum(h * w, name="loss")
+    step = tf1.train.get_or_create_global_step()
+    train = tf1.train.GradientDescentOptimizer(0.01).minimize(loss, global_step=step, name="train")
+    return {"x": ([None, 4], "float32", None)}, train, loss
+
+
+def lengthen(graph_def, meta: dict):
+    """`graph_def` with its one-link `chain` made CHAIN_LENGTH links: `chain/0` .. reading the
+    input, the last one still named `chain`. Written as protobuf directly: building a million
+    ops through TensorFlow's Python API takes minutes."""
+    out = tf1.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        if node.name != "chain":
+            out.node.add().CopyFrom(node)
+            continue
+        prev = node.input[0]
+        for i in range(CHAIN_LENGTH - 1):
+            link = out.node.add(name=f"chain/{i}", op="Identity", input=[prev])
+            link.attr["T"].CopyFrom(node.attr["T"])
+            prev = link.name
+        last = out.node.add()
+        last.CopyFrom(node)
+        last.input[0] = prev
+    return out, meta
+
+
+def rewritten_bare(graph_def, meta: dict):
+    """What graphpass (this checkout's) makes of `graph_def` at K=64 (replicated-nccl, GPUs),
+    without the manifest node that records its towers: an already replicated graph that a rewrite
+    must refuse, by what it finds rather than by the manifest."""
+    sys.path.insert(0, str(ROOT))
+    import graphpass
+    from graphpass import manifest
+
+    data, _ = graphpass.rewrite_to_buffer(graph_def, devices=64, rules="replicated-nccl", device_type="GPU")
+    rewritten = tf1.GraphDef.FromString(bytes(data))
+    del data
+    out = tf1.GraphDef()
+    out.versions.CopyFrom(rewritten.versions)
+    out.library.CopyFrom(rewritten.library)
+    out.node.extend(n for n in rewritten.node if not manifest.is_manifest(n))
+    return out, dict(meta, towers=64)
+
+
 def towerish(graph_def, meta: dict):
     """`graph_def` as an export of multi-tower code leaves it: every node under a scope `tower/`
     (tf.import_graph_def's prefix), an unused NoOp `notes_tower` and a string constant naming
@@ -86,13 +145,18 @@ def towerish(graph_def, meta: dict):
     return out, meta
 
 
-DERIVED = {"resnet50_tower": ("resnet50", towerish)}
+DERIVED = {
+    "resnet50_tower": ("resnet50", towerish),
+    "resnet50_k64_bare": ("resnet50", rewritten_bare),
+}
 
 MODELS = {
     "resnet50": resnet50,
     "mid": lambda: deep_stack(480),
     "deep100k": lambda: deep_stack(2430),
+    "chain": chain,
 }
+FINISH = {"chain": lengthen}  # what a model's graph becomes after TensorFlow built it
 
 
 def build(name: str):
@@ -116,6 +180,11 @@ def build(name: str):
 
 
 def main(argv: list[str]) -> int:
+    global CHAIN_LENGTH
+    if "--chain-length" in argv:
+        at = argv.index("--chain-length")
+        CHAIN_LENGTH = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
     known = [*MODELS, *DERIVED]
     names = argv or known
     unknown = [n for n in names if n not in known]
@@ -130,6 +199,8 @@ def main(argv: list[str]) -> int:
             graph_def, meta = derive(*(built.get(base) or build(base)))
         else:
             graph_def, meta = built[name] = build(name)
+            if name in FINISH:
+                graph_def, meta = FINISH[name](graph_def, meta)
         meta["nodes"] = len(graph_def.node)
         (OUT / f"{name}.pb").write_bytes(graph_def.SerializeToString(deterministic=True))
         (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")

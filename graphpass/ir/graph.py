@@ -330,7 +330,7 @@ class Graph(Edits):
     def ancestors(self, roots: Iterable[str], stop=None) -> set[str]:
         """Nodes reachable backwards from `roots` (included) over data and control edges;
         `stop(name)` true means: include the node but do not walk past it."""
-        return walks.ancestors(self.producers, roots, stop)
+        return walks.ancestors(self.producers, roots, stop, self._parsed)
 
     def descendants(self, roots: Iterable[str], through_control: bool = True) -> set[str]:
         """Nodes reachable forwards from `roots` (included); over data edges only if not

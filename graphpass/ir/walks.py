@@ -59,12 +59,14 @@ def find_cycle(preds: dict[str, tuple[Sequence[str], Sequence[str]]]) -> list[st
     return []
 
 
-def ancestors(producers, roots: Iterable[str], stop=None) -> set[str]:
+def ancestors(producers, roots: Iterable[str], stop=None, parsed: dict | None = None) -> set[str]:
     """Nodes reachable backwards from `roots` (included) through `producers(name)` -> (data,
-    control); `stop(name)` true means: include the node but do not walk past it. A control tuple
-    that nodes share (one object) is pushed once."""
+    control), read from `parsed` (a cache of its answers) where that has them; `stop(name)` true
+    means: include the node but do not walk past it. A control tuple that nodes share (one
+    object) is pushed once."""
     seen: set[str] = set()
     expanded: set[int] = set()
+    cached = (parsed or {}).get
     stack = list(roots)
     while stack:
         n = stack.pop()
@@ -73,7 +75,7 @@ def ancestors(producers, roots: Iterable[str], stop=None) -> set[str]:
         seen.add(n)
         if stop is not None and stop(n):
             continue
-        data, ctrl = producers(n)
+        data, ctrl = cached(n) or producers(n)
         stack.extend(data)
         if ctrl and id(ctrl) not in expanded:
             expanded.add(id(ctrl))

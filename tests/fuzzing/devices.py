@@ -1,5 +1,5 @@
-"""Device specifications: names, counts and device types for parse_devices, and parameter-server
-device lists for rewrite(ps_devices=...)."""
+"""Device specifications: names, counts and device types for parse_devices, parameter-server
+device lists for rewrite(ps_devices=...), and the spellings of one device (`spelled`)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,46 @@ device_spec_st = st.one_of(
     st.text(max_size=20),
     st.lists(st.text(max_size=10), max_size=4),
 )
+
+
+# -- spellings of one device -----------------------------------------------------------------
+# A device is (job, task, type, index); job None is the local machine. What may vary in its name
+# without changing the device: the implied parts on one machine (job localhost, replica 0, task
+# 0) and replica 0 elsewhere, `device:` before the type or not, the type's case (after `device:`
+# upper or lower only: TensorFlow reads `/device:Gpu:0` as a device type `Gpu`, which it does not
+# have), a leading slash on a bare type, and blanks around a list item.
+DEVICES = st.tuples(
+    st.sampled_from([None, None, "worker", "ps"]),
+    st.integers(0, 2),
+    st.sampled_from(["CPU", "GPU"]),
+    st.integers(0, 3),
+).map(lambda d: d if d[0] else (None, 0, d[2], d[3]))
+
+
+def canonical_name(device) -> str:
+    """The one name graphpass gives `device` (job, task, type, index)."""
+    job, task, dtype, index = device
+    return f"/device:{dtype}:{index}" if job is None else f"/job:{job}/task:{task}/device:{dtype}:{index}"
+
+
+@st.composite
+def spelled(draw, device) -> str:
+    """One spelling of `device`."""
+    job, task, dtype, index = device
+    local = job is None
+    parts = []
+    if not local or draw(st.booleans()):
+        parts.append(f"/job:{job or 'localhost'}")
+    if draw(st.booleans()):
+        parts.append("/replica:0")
+    if not local or draw(st.booleans()):
+        parts.append(f"/task:{task}")
+    short = draw(st.booleans())
+    cases = [dtype, dtype.lower()] + ([dtype.capitalize(), dtype[0].lower() + dtype[1:]] if short else [])
+    kind = draw(st.sampled_from(cases))
+    tail = f"{kind}:{index}" if short else f"device:{kind}:{index}"
+    if short and not parts and draw(st.booleans()):
+        name = tail  # "cpu:0"
+    else:
+        name = "".join(parts) + "/" + tail
+    return draw(st.sampled_from(["", " ", "\t"])) + name + draw(st.sampled_from(["", " "]))

@@ -67,8 +67,9 @@ def find_regions(ctx: RewriteContext, replicated: bool, share_constants_over: in
         # Every write of replicated state that the step makes after its updates (zeroing an
         # accumulator once it is applied) writes each tower's replica.
         after = g.descendants(roots)
+        updates = set(roots)
         roots += [
-            n for n in g.names() if n in after and n not in roots and any(v in state for v in written(n))
+            n for n in g.names() if n in after and n not in updates and any(v in state for v in written(n))
         ]
     # Per-tower sources: the fed batch, and stateful ops that do not read a variable (each
     # tower's IteratorGetNext draws its own batch; stacks and TensorArrays are per step).
