@@ -146,9 +146,15 @@ def probe(graph: Graph, analysis: TrainingGraph, shapes: ShapeOracle, candidates
     }
     prober = shapes.prober(forward, baseline)
     # What the forward nodes read from outside them does not depend on the inputs: asked once.
-    base = prober.shapes(
-        baseline.values(), sorted(set(forward) | {names.node_of(t) for ts in reads.values() for t in ts})
-    )
+    wanted = sorted(set(forward) | {names.node_of(t) for ts in reads.values() for t in ts})
+    try:
+        base = prober.shapes(baseline.values(), wanted)
+    except InvalidGraphError as e:
+        said = str(e).removeprefix("TensorFlow cannot load the graph: ")
+        raise InvalidGraphError(
+            f"TensorFlow's shape inference refuses the graph with its inputs' first dimensions unknown, "
+            f"so graphpass cannot trace which inputs are the batch: {said}"
+        ) from None
     for c in candidates:
         if c.pinned:
             continue
