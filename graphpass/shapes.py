@@ -9,6 +9,7 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.python.client import pywrap_tf_session as c_api
 from tensorflow.python.framework import c_api_util
+from tensorflow.python.framework import ops as tf_ops
 
 from . import opdefs
 from .errors import InternalError, InvalidGraphError
@@ -70,6 +71,8 @@ class ShapeOracle:
 
     def close(self) -> None:
         """Let go of the input's bytes and the imported graph (no shapes are asked after this)."""
+        if self._graph is not None:
+            tf_ops.dismantle_graph(self._graph)  # it and its op wrappers hold each other
         self._data = b""
         self._order = ()
         self._nodes, self._entries, self._graph = {}, {}, None
@@ -233,6 +236,7 @@ class Prober:
         graph = tf.Graph()
         ops = _import(graph, self._base + serialize_nodes(list(replace)))
         out: dict[str, list | None] = {}
+        op = None
         for n in self._nodes if nodes is None else nodes:
             c_op = ops.get(n)
             if c_op is None:
@@ -241,6 +245,10 @@ class Prober:
             for i, t in enumerate(op.outputs):
                 shape = t.shape
                 out[names.tensor(n, i)] = None if shape.rank is None else shape.as_list()
+        # The graph and its op wrappers hold each other: freed now, not at the next cycle
+        # collection (paused during a rewrite), which would keep every probe alive until then.
+        del op, ops
+        tf_ops.dismantle_graph(graph)
         return out
 
 

@@ -376,3 +376,31 @@ def test_a_fixed_batch_refusal_through_the_cli(tmp_path):
     assert done.returncode == 2 and not (tmp_path / "o.pb").exists()
     assert done.stderr.count("\n") == 1 and "fixed batch of 16 ('x'), split 4 per tower" in done.stderr
     assert "batch dimension of None" in done.stderr
+
+
+def test_a_mask_over_the_sequence_axis_is_not_the_batch():
+    """A `[None]` mask of a variable sequence length multiplies axis 1 of a `[None, None]` batch:
+    its dimension is a later axis of tensors whose first axis is the batch, so it is broadcast."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, None], name="x")
+        mask = tf1.placeholder(tf.float32, [None], name="mask")
+        y = tf1.placeholder(tf.float32, [None], name="y")
+        w = tf1.get_variable("w", [], initializer=tf1.ones_initializer())
+        pred = tf.reduce_sum(x * mask * w, axis=1)
+        loss = tf.reduce_mean(tf.square(pred - y))
+        tf1.train.GradientDescentOptimizer(0.1).minimize(loss, name="train")
+    graph_def = g.as_graph_def()
+    out, report = graphpass.rewrite_with_report(
+        graph_def, devices=2, rules="replicated-collective", device_type="CPU"
+    )
+    roles = {r.name: r for r in report.inputs.roles}
+    assert roles["x"].split and roles["y"].split and not roles["mask"].split
+    assert "later axis of 'mul'" in roles["mask"].why and "'x'" in roles["mask"].why
+    with pytest.raises(PassFailedError, match="split: input 'mask' cannot be the batch"):
+        graphpass.rewrite(
+            graph_def, devices=2, rules="replicated-collective", device_type="CPU", split=["mask"]
+        )
