@@ -241,7 +241,10 @@ def check_fixed_batch(
     b = sizes[0]
     first = sorted(fixed)[0]
     hint = f"the fixed batch of {b} ('{first}'), split {b // k} per tower"
-    advice = "build the model with a batch dimension of None"
+    advice = (
+        "build the model with a batch dimension of None, or give each tower the fixed batch "
+        "(replicate: {fixed_batch: per_tower})"
+    )
     if len(sizes) > 1:
         raise ConfigError(
             f"split inputs declare different fixed batches ({', '.join(map(str, sizes))}); {advice}"
@@ -301,3 +304,31 @@ def _multiple_of(v: float, b: int) -> bool:
         if x >= b and abs(x / b - round(x / b)) < 1e-6:
             return True
     return False
+
+
+def check_outside(graph: Graph, fixed: dict[str, Input], outside: Sequence[str], k: int) -> None:
+    """With each tower at the fixed batch B and the inputs at K x B (fixed_batch: per_tower), the
+    towers stay as built, but what reads the inputs or the towers' merged outputs outside them
+    (`outside`: metrics, summaries) sees K x B: refuse a constant there, or a shape attr, that
+    holds a multiple of B (it would be one tower's batch).
+
+    Raises:
+        ConfigError: naming the node.
+    """
+    b = next(iter(fixed.values())).static_batch
+    if any(i.static_batch != b for i in fixed.values()):
+        sizes = ", ".join(sorted({str(i.static_batch) for i in fixed.values()}))
+        raise ConfigError(f"split inputs declare different fixed batches ({sizes})")
+    hint = (
+        f"the fixed batch of {b} ('{sorted(fixed)[0]}'), which the graph outside the towers reads as {k * b}"
+    )
+    for n in outside:
+        node = graph.node(n)
+        consts = [p for p in graph.producers(n)[0] if graph.node(p).op == "Const"]
+        for c in consts:
+            if any(_multiple_of(v, b) for v in _small_values(graph.node(c))):
+                raise ConfigError(f"constant '{c}' (read by '{n}') holds a multiple of {hint}")
+        for key, value in sorted(node.attr.items()):
+            dims = [d.size for d in value.shape.dim] if value.HasField("shape") else []
+            if any(d > 0 and d % b == 0 for d in dims):
+                raise ConfigError(f"attr '{key}' of '{n}' holds a multiple of {hint}")

@@ -48,6 +48,8 @@ class BatchInputs:
     roles: tuple[Role, ...] = ()
     sparse: tuple[SparseInput, ...] = ()
     drawn: dict[str, str] = field(default_factory=dict)  # per-tower input pipelines: their op
+    # (tensor, axis) where the split inputs' first dimension lands in the single tower's shapes
+    batch_axes: frozenset = frozenset()
 
     @property
     def split(self) -> list[str]:
@@ -110,7 +112,10 @@ def decide(
         for n in c.inputs:
             roles[n] = Role(n, split_it, why, c.sparse)
     order = [i.name for i in analysis.inputs]
-    return BatchInputs(tuple(roles[n] for n in order), tuple(s for s in sparse if roles[s.shape].split))
+    axes = frozenset(spot for c in candidates if roles[c.inputs[0]].split for spot in c.landings)
+    return BatchInputs(
+        tuple(roles[n] for n in order), tuple(s for s in sparse if roles[s.shape].split), batch_axes=axes
+    )
 
 
 def _check_named(inputs: dict[str, Input], named: Sequence[str], option: str) -> None:

@@ -404,3 +404,61 @@ def test_a_mask_over_the_sequence_axis_is_not_the_batch():
         graphpass.rewrite(
             graph_def, devices=2, rules="replicated-collective", device_type="CPU", split=["mask"]
         )
+
+
+PER_TOWER = "passes:\n  - replicate: {fixed_batch: per_tower%s}\n  - allreduce: {algorithm: collective}\n"
+
+
+@pytest.mark.parametrize(
+    "model, k",
+    [
+        ("mlp_sgd", 2),
+        pytest.param("mlp_sgd", 4, marks=pytest.mark.slow),
+        pytest.param("conv_momentum", 2, marks=pytest.mark.slow),
+        pytest.param("embedding_sgd", 2, marks=pytest.mark.slow),
+        pytest.param("mlp_adam", 2, marks=pytest.mark.slow),
+    ],
+)
+def test_fixed_batch_per_tower_trains_like_the_model_at_k_times_the_batch(load_fixture, model, k):
+    """fixed_batch: per_tower: each tower takes the batch of 8 the graph was built for (its shapes
+    and constants stay right), the inputs take 8K; one step equals the model built at 8K."""
+    from graphpass.execution import compare
+    from graphpass.pipeline import Pipeline
+
+    fx = load_fixture(model)
+    rules = Pipeline.from_yaml(PER_TOWER % "")
+    out = graphpass.rewrite(_at_fixed_batch(model, 8), devices=k, rules=rules, device_type="CPU")
+    x = next(n for n in out.node if n.name == next(iter(fx.meta["feeds"])))
+    assert x.attr["shape"].shape.dim[0].size == 8 * k
+    result = compare(
+        _at_fixed_batch(model, 8 * k), out, k, fx.batches(8 * k, 3), fx.train_op, fx.init_op, 120
+    )
+    assert result.ok(), (result.max_rel_diff, result.replica_mismatch)
+
+
+def test_fixed_batch_per_tower_refuses_what_outside_the_towers_carries_the_batch():
+    import tensorflow as tf
+
+    from graphpass.pipeline import Pipeline
+
+    tf1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [8, 4], name="x")
+        y = tf1.placeholder(tf.int64, [8], name="y")
+        w = tf1.get_variable("w", [4, 3])
+        logits = tf.matmul(x, w)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32))
+        tf.divide(hits, tf.constant(8.0, name="batch_size"), name="accuracy")  # one tower's batch
+        tf1.train.GradientDescentOptimizer(0.1).minimize(loss, name="train")
+    rules = Pipeline.from_yaml(PER_TOWER % "")
+    with pytest.raises(
+        PassFailedError, match=r"constant 'batch_size' \(read by 'accuracy'\) holds a multiple of"
+    ):
+        graphpass.rewrite(g.as_graph_def(), devices=2, rules=rules, device_type="CPU")
+    # split (the default) refuses it too, naming the tower's constants
+    with pytest.raises(
+        PassFailedError, match=r"fixed batch of 8 \('x'\), split 4 per tower.*fixed_batch: per_tower"
+    ):
+        graphpass.rewrite(g.as_graph_def(), devices=2, rules="replicated-collective", device_type="CPU")

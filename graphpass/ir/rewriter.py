@@ -186,6 +186,14 @@ class Rewriter:
     def set_device(self, name: str, device: str) -> None:
         self.graph._set_device(name, device)
 
+    def set_shape_attr(self, name: str, key: str, dims: Iterable[int]) -> None:
+        """Set node `name`'s TensorShape attr `key` to `dims` (-1 for an unknown dimension); no
+        edge changes."""
+        shape = self.graph._editable(name).attr[key].shape
+        shape.Clear()
+        for d in dims:
+            shape.dim.add().size = d
+
     def drop_function_colocation(self) -> list[str]:
         """Remove `_class` colocation from the bodies of the library's functions; the names of
         the functions changed. Inside a function it names body nodes, which TensorFlow does not

@@ -93,6 +93,11 @@ class Replicate(Pass):
     broadcast: list[str] | None = option(
         None, "inputs given whole to every tower (default: decided from the graph's shapes)"
     )
+    fixed_batch: Literal["split", "per_tower"] = option(
+        "split",
+        "batch inputs declared with a fixed size B: split (each tower takes B/K; refused where the "
+        "graph carries B elsewhere) or per_tower (each tower takes B, the inputs take K x B)",
+    )
 
     def run(self, ctx: RewriteContext) -> PassResult:
         if ctx.mode is not None:
@@ -127,8 +132,11 @@ class Replicate(Pass):
         place_variables(ctx, devs, replicated, ps)
         replicas = variables.plan_replicas(ctx, found, devs) if replicated else ()
         dense = {n: i for n, i in found.batched.items() if ctx.batch.role(n).sparse is None}
-        copied = [n for n in found.order if n in found.tower]
-        batch_dims.check_fixed_batch(g, ctx.shapes, dense, copied, ctx.num_towers)
+        if self.fixed_batch == "per_tower":
+            inputs.fixed_per_tower(ctx, found, dense)
+        else:
+            copied = [n for n in found.order if n in found.tower]
+            batch_dims.check_fixed_batch(g, ctx.shapes, dense, copied, ctx.num_towers)
         split_names = inputs.split_inputs(ctx, found, self.check_batch)
         sinks = reductions.make_sinks(ctx, found, devs, replicated)
         planned = plans.plan_towers(ctx, found, split_names, self.shared_updates)

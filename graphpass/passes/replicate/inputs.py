@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from tensorflow.core.framework import types_pb2
 
+from ... import batch_dims
 from ... import devices as devmod
 from ...context import RewriteContext
+from ...errors import ConfigError
 from ...ir import names
 from ...ir.rewriter import bool_attr, int_attr, type_attr, type_list_attr
 from ...naming import tower_name
@@ -40,6 +42,27 @@ def split_inputs(ctx: RewriteContext, regions: Regions, check_batch: bool) -> fr
         )
         _shards(ctx, name, inp.dtype, [names.tensor(base, i) for i in range(k)])
     return frozenset(regions.batched)
+
+
+def fixed_per_tower(ctx: RewriteContext, regions: Regions, split: dict) -> None:
+    """`replicate: {fixed_batch: per_tower}`: each tower takes the fixed batch B the graph was built
+    for, so its shapes and constants stay right, and each split input takes K x B (the global
+    batch). Refused where the graph outside the towers carries B (batch_dims.check_outside)."""
+    fixed = {n: i for n, i in split.items() if i.static_batch is not None}
+    if not fixed:
+        return
+    for n, i in fixed.items():
+        if i.op != "Placeholder":
+            raise ConfigError(
+                f"fixed_batch: per_tower: input '{n}' ({i.op}) has a default of one tower's batch; "
+                "it cannot take the global batch"
+            )
+    g = ctx.graph
+    reached = g.descendants(sorted(fixed), through_control=False)
+    outside = [n for n in g.names() if n in reached and n not in regions.region and n not in fixed]
+    batch_dims.check_outside(g, fixed, outside, ctx.num_towers)
+    for n, i in fixed.items():
+        ctx.rewriter.set_shape_attr(n, "shape", [i.static_batch * ctx.num_towers] + list(i.shape[1:]))
 
 
 def _shards(ctx: RewriteContext, name: str, dtype: int, pieces: list[str]) -> None:

@@ -6,6 +6,7 @@ from tensorflow.core.framework import types_pb2
 
 from ... import gradients, opdefs
 from ...context import RewriteContext
+from ...errors import ConfigError
 from ...ir import names
 from ...ir.rewriter import int_attr, type_attr, type_list_attr
 from ...naming import tower_name
@@ -184,5 +185,10 @@ def _merge_kind(ctx: RewriteContext, regions: Regions, shared_updates: str, t: s
         return "concat"
     static = {i.static_batch for i in regions.batched.values()}
     if shape[0] in static:
-        return "concat"
+        if (t, 0) in ctx.batch.batch_axes:
+            return "concat"
+        raise ConfigError(
+            f"cannot tell whether dimension 0 of '{t}' ({shape[0]}), which the graph outside the towers "
+            "reads, is the fixed batch: its shapes do not follow the inputs there"
+        )
     return "mean" if shared_updates == "mean" and dtype in FLOAT_TYPES else "tower0"
