@@ -8,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from itertools import chain, filterfalse
 
+from tensorflow.core.framework import types_pb2
+from tensorflow.python.framework import dtypes
 from tensorflow.python.framework.device_spec import DeviceSpecV2
 
 from .. import opdefs
@@ -43,6 +45,8 @@ def validate_input(graph: Graph) -> None:
             known_ops.add(op)
         if op in COLLECTIVE_OPS:
             collectives[op].append(node)
+        elif op == "Const":
+            _check_constant(node)
         refs = list(node.input)
         data: list[str] = []
         reads: list[tuple[str, int]] = []
@@ -110,6 +114,32 @@ def validate_input(graph: Graph) -> None:
 
 
 COLLECTIVE_OPS = frozenset({"CollectiveReduceV2", "NcclAllReduce"})
+
+
+def _check_constant(node) -> None:
+    """A Const whose value is not of its dtype, or whose packed bytes do not fill its shape:
+    TensorFlow's shape inference aborts the process reading such a value (a shape or an axis)."""
+    value = node.attr["value"].tensor if "value" in node.attr else None
+    dtype = node.attr["dtype"].type if "dtype" in node.attr else None
+    if value is None or dtype is None:
+        return  # the op's attrs are checked where they are read
+    if value.dtype != dtype:
+        raise InvalidGraphError(
+            f"constant '{node.name}' holds a value of another type than its dtype attr says"
+        )
+    if value.tensor_content:
+        count = 1
+        for d in value.tensor_shape.dim:
+            count *= max(d.size, 0)
+        try:
+            size = dtypes.as_dtype(dtype).size if dtype != types_pb2.DT_STRING else 0
+        except TypeError:
+            raise InvalidGraphError(f"constant '{node.name}' has a dtype that is not a data type") from None
+        if size and len(value.tensor_content) != count * size:
+            raise InvalidGraphError(
+                f"constant '{node.name}' has {len(value.tensor_content)} bytes of content for "
+                f"{count} elements of {size} bytes"
+            )
 
 
 def check(graph: Graph, devices: bool = True, packs: Sequence | None = None) -> None:
