@@ -130,3 +130,9 @@ def test_every_repro_is_pinned():
 
     source = Path(__file__).read_text()
     assert [name for name in REPROS if f'"{name}"' not in source] == []
+
+
+def test_regression_const_value_not_its_dtype(worker):
+    if not ISOLATE:
+        pytest.skip("would crash the test process without GRAPHPASS_FUZZ_ISOLATE")
+    _regression("const-value-not-its-dtype", worker)

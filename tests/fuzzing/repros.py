@@ -80,6 +80,15 @@ def _edit_variable_dtype_tensor(gd):
     slot.attr["dtype"].tensor.dtype = 1  # a tensor where a type belongs
 
 
+def _edit_const_value_string(gd):
+    """The int32 axis of the cross-entropy gradient's ExpandDims holds a string tensor: TensorFlow's
+    shape inference aborted the process reading it (SIGABRT, found by exploration)."""
+    axis = next(n for n in gd.node if n.op == "Const" and n.name.endswith("_grad/ExpandDims/dim"))
+    axis.attr["value"].tensor.Clear()
+    axis.attr["value"].tensor.dtype = 7  # DT_STRING
+    axis.attr["value"].tensor.string_val.append(b"x")
+
+
 # id -> (fixture name or GraphDef builder, edit of the GraphDef, devices, rules, device_type)
 REPROS = {
     "dangling-input": ("mlp_sgd", _edit_delete, 2, "replicated-collective", "CPU"),
@@ -99,6 +108,13 @@ REPROS = {
     ),
     "nccl-shared-name": (_two_losses_one_variable, None, 2, "replicated-nccl", "GPU"),
     "variable-dtype-not-a-type": ("mlp_adam", _edit_variable_dtype_tensor, 2, "ps-balanced", "GPU"),
+    "const-value-not-its-dtype": (
+        "embedding_adam",
+        _edit_const_value_string,
+        8,
+        "replicated-hierarchical",
+        "CPU",
+    ),
     # a tower node colocated with a tower-0-only one (a BatchNorm statistics update)
     "colocated-with-tower0-only": (
         lambda: mutate("batchnorm", [("bogus_colocation", 219, 36, 2090)])[0],
