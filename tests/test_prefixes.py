@@ -11,7 +11,9 @@ from graphpass.pipeline import preset_names
 
 from .conftest import CPU_PRESETS, EQUIVALENT, PREFIXES, applicable, assert_trains_like
 
-STRUCTURAL = EQUIVALENT + ["batchnorm", "iterator_mlp"]
+# and the inputs beside the batch (tests/test_batch_inputs.py runs them): decided alike under a prefix
+BATCH_INPUTS = ["class_weights", "side_inputs", "pretrained_embedding", "sparse_ids", "reduced_input"]
+STRUCTURAL = EQUIVALENT + ["batchnorm", "iterator_mlp"] + BATCH_INPUTS
 KEY_INPUTS = {"group_key", "instance_key"}
 
 
