@@ -184,7 +184,10 @@ def _refuse_rewritten(g: Graph) -> None:
 
 def _names(value, what: str) -> tuple[str, ...]:
     """Input names given as one string or a sequence of strings."""
-    items = () if value is None else (value,) if isinstance(value, str) else tuple(value)
+    try:
+        items = () if value is None else (value,) if isinstance(value, str) else tuple(value)
+    except TypeError:
+        items = (value,)
     if not all(isinstance(n, str) for n in items):
         raise ConfigError(f"{what} takes input names (strings)")
     return items

@@ -462,3 +462,14 @@ def test_fixed_batch_per_tower_refuses_what_outside_the_towers_carries_the_batch
         PassFailedError, match=r"fixed batch of 8 \('x'\), split 4 per tower.*fixed_batch: per_tower"
     ):
         graphpass.rewrite(g.as_graph_def(), devices=2, rules="replicated-collective", device_type="CPU")
+
+
+@pytest.mark.parametrize("value", [42, [1], b"x", {"x": 1}, [None], "nope", ("x", "x")])
+def test_odd_split_arguments_end_in_a_graphpass_error_or_a_rewrite(load_fixture, value):
+    fx = load_fixture("mlp_sgd")
+    try:
+        graphpass.rewrite(
+            fx.graph_def, devices=2, rules="replicated-collective", device_type="CPU", split=value
+        )
+    except graphpass.GraphpassError as e:
+        assert "\n" not in str(e)
