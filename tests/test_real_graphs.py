@@ -47,7 +47,7 @@ def test_sparse_gradients_are_gathered_not_densified(load_fixture, model):
     out, report = graphpass.rewrite_with_report(
         fx.graph_def, devices=k, rules="replicated-collective", device_type="CPU"
     )
-    assert "1 sparse gradients gathered" in report.passes[1].result.summary
+    assert "1 sparse gradient gathered" in report.passes[1].result.summary
     nodes = {n.name: n for n in out.node}
     for part in ("values", "indices"):
         gathered = [

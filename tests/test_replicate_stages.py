@@ -211,6 +211,7 @@ def test_the_pass_declares_what_it_provides_and_keeps_its_options():
         "share_constants_over",
         "split",
         "broadcast",
+        "fixed_batch",
     ]
 
 
