@@ -5,9 +5,6 @@ batches (by rows) split."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -89,7 +86,16 @@ def test_choices_that_contradict_the_graph_are_refused(load_fixture, model, spli
         _decide(load_fixture(model), split, broadcast)
 
 
-def test_rules_option_cli_flag_and_api_argument_agree(load_fixture, tmp_path):
+def _cli(capsys, *args):
+    """graphpass's CLI in this process: (exit code, stdout, stderr)."""
+    from graphpass import cli
+
+    code = cli.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_rules_option_cli_flag_and_api_argument_agree(load_fixture, tmp_path, capsys):
     fx = load_fixture("reduced_input")
     rules = tmp_path / "r.yaml"
     rules.write_text("passes:\n  - replicate: {broadcast: [scale]}\n  - allreduce: {algorithm: collective}\n")
@@ -100,24 +106,23 @@ def test_rules_option_cli_flag_and_api_argument_agree(load_fixture, tmp_path):
     assert by_rules == by_api
     assert manifest.read(by_api).broadcast == ("scale",)
     out = tmp_path / "out.pb"
-    cli = [sys.executable, "-m", "graphpass", "rewrite", str(fx.path), "--devices", "2"]
-    cli += ["--device-type", "CPU", "--rules", "replicated-collective", "-o", str(out)]
-    done = subprocess.run(cli + ["--broadcast", "scale"], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert "input            scale: whole to every tower; named to broadcast" in done.stdout
+    cli = ["rewrite", fx.path, "--devices", "2", "--device-type", "CPU", "--rules", "replicated-collective"]
+    code, stdout, stderr = _cli(capsys, *cli, "-o", out, "--broadcast", "scale")
+    assert code == 0, stderr
+    assert "input            scale: whole to every tower; named to broadcast" in stdout
     assert graphpass.load_graph(out) == by_api
     out.unlink()
-    refused = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT)
-    assert refused.returncode == 2 and not out.exists()
-    assert refused.stderr.count("\n") == 1 and "'scale'" in refused.stderr and "--broadcast" in refused.stderr
+    code, _, stderr = _cli(capsys, *cli, "-o", out)
+    assert code == 2 and not out.exists()
+    assert stderr.count("\n") == 1 and "'scale'" in stderr and "--broadcast" in stderr
 
 
-def test_summary_states_each_input(load_fixture, tmp_path):
+def test_summary_states_each_input(load_fixture, tmp_path, capsys):
     fx = load_fixture("class_weights")
     out = tmp_path / "o.pb"
-    cmd = [sys.executable, "-m", "graphpass", "rewrite", str(fx.path), "--devices", "5", "-o", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("  input ")]
+    code, stdout, _ = _cli(capsys, "rewrite", fx.path, "--devices", "5", "-o", out)
+    assert code == 0
+    lines = [line for line in stdout.splitlines() if line.startswith("  input ")]
     assert lines == [
         "  input            x: split (5 shards); meets 'y' at "
         "'SparseSoftmaxCrossEntropyWithLogits/SparseSoftmaxCrossEntropyWithLogits'",
@@ -126,21 +131,12 @@ def test_summary_states_each_input(load_fixture, tmp_path):
         "  input            class_weights: whole to every tower; its first dimension never meets the "
         "batch of 'x'",
     ]
-    shown = subprocess.run(
-        [sys.executable, "-m", "graphpass", "inspect", str(out)], capture_output=True, text=True, cwd=ROOT
-    ).stdout
+    _, shown, _ = _cli(capsys, "inspect", out)
     assert "inputs split across the towers: x, y" in shown
     assert "inputs every tower reads whole: class_weights" in shown
-    single = subprocess.run(
-        [sys.executable, "-m", "graphpass", "inspect", str(fx.path)], capture_output=True, text=True, cwd=ROOT
-    ).stdout
-    assert [
-        line.split()[4] for line in single.splitlines() if line.startswith(("  x ", "  y ", "  class_"))
-    ] == [
-        "split",
-        "split",
-        "whole",
-    ]
+    _, single, _ = _cli(capsys, "inspect", fx.path)
+    rows = [line.split() for line in single.splitlines() if line.startswith(("  x ", "  y ", "  class_"))]
+    assert [row[4] for row in rows] == ["split", "split", "whole"]
 
 
 def sparse_batches(batch: int, steps: int, seed: int = 0) -> list[dict]:
@@ -354,28 +350,13 @@ def test_a_fixed_batch_baked_into_the_graph_is_refused_naming_a_node(model, k):
         graphpass.rewrite(graph_def, devices=k, rules="replicated-collective", device_type="CPU")
 
 
-def test_a_fixed_batch_refusal_through_the_cli(tmp_path):
+def test_a_fixed_batch_refusal_through_the_cli(tmp_path, capsys):
     graph = tmp_path / "fixed.pb"
     graphpass.save_graph(_at_fixed_batch("mlp_sgd", 16), graph)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "graphpass",
-            "rewrite",
-            str(graph),
-            "--devices",
-            "4",
-            "-o",
-            str(tmp_path / "o.pb"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert done.returncode == 2 and not (tmp_path / "o.pb").exists()
-    assert done.stderr.count("\n") == 1 and "fixed batch of 16 ('x'), split 4 per tower" in done.stderr
-    assert "batch dimension of None" in done.stderr
+    code, _, stderr = _cli(capsys, "rewrite", graph, "--devices", "4", "-o", tmp_path / "o.pb")
+    assert code == 2 and not (tmp_path / "o.pb").exists()
+    assert stderr.count("\n") == 1 and "fixed batch of 16 ('x'), split 4 per tower" in stderr
+    assert "batch dimension of None" in stderr
 
 
 def test_a_mask_over_the_sequence_axis_is_not_the_batch():
