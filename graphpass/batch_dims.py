@@ -11,6 +11,7 @@ SparseTensors among the inputs, and fixed batches the tower carries in its shape
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from .analysis import Input, TrainingGraph
 from .errors import ConfigError, InvalidGraphError
 from .ir import names
 from .ir.graph import Graph, NodeDef
-from .shapes import ShapeOracle
+from .shapes import Probe, ShapeOracle
 
 # The size a candidate of unknown first dimension is probed with: any size works (a landing must
 # also be unknown in the baseline); this one divides by most small factors a reshape may ask.
@@ -145,56 +146,105 @@ def probe(graph: Graph, analysis: TrainingGraph, shapes: ShapeOracle, candidates
         n: [names.tensor(*names.parse(r)[:2]) for r in graph.node(n).input if r[:1] != "^"] for n in forward
     }
     prober = shapes.prober(forward, baseline)
-    # What the forward nodes read from outside them does not depend on the inputs: asked once.
-    wanted = sorted(set(forward) | {names.node_of(t) for ts in reads.values() for t in ts})
+    mine = {c.name: graph.descendants(c.inputs, through_control=False) for c in candidates}
+    reached = Counter(n for c in candidates for n in mine[c.name])
+    # Shapes are read first where two candidates' dimensions can meet (what both reach); then,
+    # from the same imports, all a candidate reaches, for one that meets none there (its
+    # dimension may be lost on its way) or has a fixed size (its landings decide merges).
+    shared = [n for n in forward if reached[n] > 1]
+    base_probe = _baseline(prober, baseline)
+    probes: dict[str, Probe] = {}
     try:
-        base = prober.shapes(baseline.values(), wanted)
+        base = base_probe.shapes(_with_reads(shared, reads))
+        for c in candidates:
+            p = _start(c, prober, baseline, inputs)
+            if p is not None:
+                probes[c.name] = p
+                _land(c, p.shapes([*c.inputs, *(n for n in shared if n in mine[c.name])]), base)
+        alone = [
+            c for c in candidates if c.name in probes and (c.size is not None or not _meets(c, candidates))
+        ]
+        if alone:
+            nodes = [n for n in forward if any(n in mine[c.name] for c in alone)]
+            base = base_probe.shapes(_with_reads(nodes, reads))
+            for c in alone:
+                run = probes[c.name].shapes(n for n in forward if n in mine[c.name])
+                _land(c, run, base)
+                c.lost = _lost(graph, forward, reads, {**base, **run}, c.landings)
+                if c.sparse is not None and not c.lost:
+                    # A sparse input's rows are values of its indices, which shape inference never follows.
+                    index = names.tensor(c.sparse.indices, 0)
+                    c.lost = next((n for n in forward if index in reads[n]), "")
+    finally:
+        for p in [base_probe, *probes.values()]:
+            p.close()
+
+
+def _with_reads(nodes: list[str], reads: dict) -> list[str]:
+    return sorted(set(nodes) | {names.node_of(t) for n in nodes for t in reads[n]})
+
+
+def _baseline(prober, baseline: dict[str, NodeDef]) -> Probe:
+    """The variant with every candidate's first dimension unknown."""
+    try:
+        return prober.run(baseline.values())
     except InvalidGraphError as e:
         said = str(e).removeprefix("TensorFlow cannot load the graph: ")
         raise InvalidGraphError(
             f"TensorFlow's shape inference refuses the graph with its inputs' first dimensions unknown, "
             f"so graphpass cannot trace which inputs are the batch: {said}"
         ) from None
-    for c in candidates:
-        if c.pinned:
-            continue
-        size = c.size if c.size is not None else PROBE_SIZE
-        variant = dict(baseline)
-        if c.sparse is not None:
-            i = inputs[c.sparse.shape]
-            rank = i.shape[0] if i.shape and i.shape[0] >= 0 else _sparse_rank(inputs[c.sparse.indices])
-            if rank is None:
-                c.pinned = "its dense shape's rank is unknown"
-                continue
-            variant[c.name] = _rows_constant(c.name, i.dtype, rank, size)
-        else:
-            i = inputs[c.name]
-            variant[c.name] = placeholder(c.name, i.dtype, [size] + list(i.shape[1:]))
-        try:
-            mine = graph.descendants(c.inputs, through_control=False)
-            run = prober.shapes(variant.values(), [*c.inputs, *(n for n in forward if n in mine)])
-        except InvalidGraphError as e:
-            c.pinned = str(e).removeprefix("TensorFlow cannot load the graph: ")
-            continue
-        landings = {(c.name, 0)} if c.sparse is None else set()
-        for t, dims in run.items():
-            before = base.get(t)
-            if dims is None or before is None or len(before) != len(dims):
-                continue
-            for axis, (d, b) in enumerate(zip(dims, before, strict=True)):
-                if d == size and b is None:
-                    landings.add((t, axis))
-        c.landings = frozenset(landings)
-        c.lost = _lost(graph, forward, reads, {**base, **run}, {t for t, _ in landings})
-        if c.sparse is not None and not c.lost:
-            # A sparse input's rows are values of its indices, which shape inference never follows.
-            index = names.tensor(c.sparse.indices, 0)
-            c.lost = next((n for n in forward if index in reads[n]), "")
 
 
-def _lost(graph: Graph, forward: list[str], reads: dict, run: dict, carrying: set[str]) -> str:
-    """The first node where shape inference loses track of a dimension (a node that reads a
-    tensor carrying it and keeps state, or whose inputs or outputs are not fully known), or ""."""
+def _size(c: Candidate) -> int:
+    return c.size if c.size is not None else PROBE_SIZE
+
+
+def _start(c: Candidate, prober, baseline: dict, inputs: dict) -> Probe | None:
+    """The variant where only `c`'s first dimension is set, or None with `c.pinned` saying why."""
+    if c.pinned:
+        return None
+    variant = dict(baseline)
+    if c.sparse is not None:
+        i = inputs[c.sparse.shape]
+        rank = i.shape[0] if i.shape and i.shape[0] >= 0 else _sparse_rank(inputs[c.sparse.indices])
+        if rank is None:
+            c.pinned = "its dense shape's rank is unknown"
+            return None
+        variant[c.name] = _rows_constant(c.name, i.dtype, rank, _size(c))
+    else:
+        i = inputs[c.name]
+        variant[c.name] = placeholder(c.name, i.dtype, [_size(c)] + list(i.shape[1:]))
+    try:
+        return prober.run(variant.values())
+    except InvalidGraphError as e:
+        c.pinned = str(e).removeprefix("TensorFlow cannot load the graph: ")
+        return None
+
+
+def _land(c: Candidate, run: dict, base: dict) -> None:
+    """`c.landings`: where a dimension unknown in the baseline is `c`'s size in its run."""
+    size = _size(c)
+    landings = {(c.name, 0)} if c.sparse is None else set()
+    for t, dims in run.items():
+        before = base.get(t)
+        if dims is None or before is None or len(before) != len(dims):
+            continue
+        for axis, (d, b) in enumerate(zip(dims, before, strict=True)):
+            if d == size and b is None:
+                landings.add((t, axis))
+    c.landings = frozenset(landings)
+
+
+def _meets(c: Candidate, candidates: list[Candidate]) -> bool:
+    return any(d is not c and not c.landings.isdisjoint(d.landings) for d in candidates)
+
+
+def _lost(graph: Graph, forward: list[str], reads: dict, run: dict, landings) -> str:
+    """The first node where shape inference loses track of a candidate's dimension (a node that
+    reads a tensor carrying it and keeps state, or whose inputs or outputs are not fully known),
+    or ""."""
+    carrying = {t for t, _ in landings}
     outputs: dict[str, list] = {}
     for t, dims in run.items():
         outputs.setdefault(names.node_of(t), []).append(dims)

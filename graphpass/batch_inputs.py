@@ -105,7 +105,9 @@ def decide(
             )
         else:
             candidates.append(Candidate(i.name, (i.name,), i.static_batch))
-    if candidates:
+    lone = len(candidates) == 1 and candidates[0].sparse is None and candidates[0].size is None
+    if candidates and not (lone and not candidates[0].unknown_rank and not split and not broadcast):
+        # A lone `[None, ...]` input is the batch whatever its dimension meets: nothing to probe.
         probe(graph, analysis, shapes, candidates)
     said = {n: True for n in split} | {n: False for n in broadcast}
     for c, split_it, why in _choose(candidates, said, inputs):

@@ -233,23 +233,51 @@ class Prober:
         Raises:
             InvalidGraphError: TensorFlow's shape inference refuses the variant (its message).
         """
+        probe = self.run(replace)
+        try:
+            return probe.shapes(self._nodes if nodes is None else nodes)
+        finally:
+            probe.close()
+
+    def run(self, replace: Iterable[NodeDef]) -> Probe:
+        """The variant with `replace` standing in for the replaced nodes, imported, to read
+        shapes from (Probe.shapes) until it is closed.
+
+        Raises:
+            InvalidGraphError: TensorFlow's shape inference refuses the variant (its message).
+        """
         graph = tf.Graph()
-        ops = _import(graph, self._base + serialize_nodes(list(replace)))
-        out: dict[str, list | None] = {}
-        op = None
-        for n in self._nodes if nodes is None else nodes:
-            c_op = ops.get(n)
-            if c_op is None:
-                continue  # a declaring node: its shapes do not change
-            op = graph._create_op_from_tf_operation(c_op)  # noqa: SLF001 - TF's op wrapper
+        return Probe(graph, _import(graph, self._base + serialize_nodes(list(replace))))
+
+
+class Probe:
+    """One imported variant of a Prober's graph: shapes read on demand, each node once."""
+
+    def __init__(self, graph, ops: dict):
+        self._graph, self._ops = graph, ops
+        self._read: dict[str, list | None] = {}
+        self._done: set[str] = set()
+
+    def shapes(self, nodes: Iterable[str]) -> dict:
+        """Dims of every output of `nodes` (by tensor name), with those read before."""
+        for n in nodes:
+            c_op = self._ops.get(n)
+            if c_op is None or n in self._done:
+                continue  # a declaring node (its shapes do not change), or read already
+            self._done.add(n)
+            op = self._graph._create_op_from_tf_operation(c_op)  # noqa: SLF001 - TF's op wrapper
             for i, t in enumerate(op.outputs):
                 shape = t.shape
-                out[names.tensor(n, i)] = None if shape.rank is None else shape.as_list()
-        # The graph and its op wrappers hold each other: freed now, not at the next cycle
-        # collection (paused during a rewrite), which would keep every probe alive until then.
-        del op, ops
-        tf_ops.dismantle_graph(graph)
-        return out
+                self._read[names.tensor(n, i)] = None if shape.rank is None else shape.as_list()
+        return self._read
+
+    def close(self) -> None:
+        """Free the imported graph now: it and its op wrappers hold each other, so the cycle
+        collection (paused during a rewrite) would keep every probe alive until it ran."""
+        if self._graph is not None:
+            self._ops = {}
+            tf_ops.dismantle_graph(self._graph)
+            self._graph = None
 
 
 def _import(graph, data: bytes) -> dict[str, object]:
