@@ -23,6 +23,7 @@ import networkx as nx
 from .analysis import Input, TrainingGraph
 from .batch_dims import Candidate, SparseInput, probe, sparse_inputs
 from .errors import ConfigError
+from .ir import names
 from .ir.graph import Graph
 from .shapes import ShapeOracle
 
@@ -110,7 +111,8 @@ def decide(
         # A lone `[None, ...]` input is the batch whatever its dimension meets: nothing to probe.
         probe(graph, analysis, shapes, candidates)
     said = {n: True for n in split} | {n: False for n in broadcast}
-    for c, split_it, why in _choose(candidates, said, inputs):
+    position = {n: i for i, n in enumerate(graph.names())}
+    for c, split_it, why in _choose(candidates, said, inputs, position):
         for n in c.inputs:
             roles[n] = Role(n, split_it, why, c.sparse)
     order = [i.name for i in analysis.inputs]
@@ -127,8 +129,9 @@ def _check_named(inputs: dict[str, Input], named: Sequence[str], option: str) ->
             raise ConfigError(f"{option}: '{n}' is not an input the training step reads; its inputs: {valid}")
 
 
-def _choose(candidates: list[Candidate], said: dict[str, bool], inputs: dict[str, Input]):
-    """(candidate, split, why) for every candidate."""
+def _choose(candidates: list[Candidate], said: dict[str, bool], inputs: dict[str, Input], position: dict):
+    """(candidate, split, why) for every candidate; `position`: each node's place in the graph,
+    so a meeting is named where it first happens."""
     meets = nx.Graph()
     meets.add_nodes_from(c.name for c in candidates)
     at: dict[tuple[str, int], list[str]] = {}
@@ -136,7 +139,8 @@ def _choose(candidates: list[Candidate], said: dict[str, bool], inputs: dict[str
         for spot in c.landings:
             at.setdefault(spot, []).append(c.name)
     where: dict[tuple[str, str], str] = {}
-    for (t, _axis), owners in sorted(at.items()):
+    spots = sorted(at.items(), key=lambda kv: (position.get(names.node_of(kv[0][0]), -1), kv[0]))
+    for (t, _axis), owners in spots:
         for a in owners:
             for b in owners:
                 if a < b and not meets.has_edge(a, b):
@@ -148,7 +152,7 @@ def _choose(candidates: list[Candidate], said: dict[str, bool], inputs: dict[str
         if axis == 0:
             axis0.setdefault(t, set()).update(owners)
     inner: dict[str, tuple[str, str]] = {}  # candidate -> (an outer candidate, the tensor)
-    for (t, axis), owners in sorted(at.items()):
+    for (t, axis), owners in spots:
         if axis > 0:
             for o in owners:
                 outer = sorted(axis0.get(t, set()) - {o})
