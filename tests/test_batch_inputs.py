@@ -454,3 +454,20 @@ def test_odd_split_arguments_end_in_a_graphpass_error_or_a_rewrite(load_fixture,
         )
     except graphpass.GraphpassError as e:
         assert "\n" not in str(e)
+
+
+@pytest.mark.parametrize("model", ["mlp_sgd", "conv_momentum", "lstm_v1"])
+def test_a_rewrite_fed_back_without_its_manifest_is_refused_as_replicated(load_fixture, model):
+    """Its towers' inputs are shards that meet no more, so the batch decision cannot decide; the
+    refusal says what the graph is (its shards hold the names a split gives), not which input to
+    split."""
+    fx = load_fixture(model)
+    out = graphpass.rewrite(fx.graph_def, devices=2, rules="replicated-collective", device_type="CPU")
+    bare = type(out)()
+    bare.CopyFrom(out)
+    del bare.node[:]
+    bare.node.extend(n for n in out.node if not manifest.is_manifest(n))
+    with pytest.raises(
+        graphpass.GraphpassError, match=r"already has a node named 'tower0/[^']+'.*already replicated"
+    ):
+        graphpass.rewrite(bare, devices=2, rules="replicated-collective", device_type="CPU")

@@ -29,7 +29,7 @@ from typing import ClassVar, Literal
 from ... import batch_dims, batch_inputs, placement, step_state
 from ... import devices as devmod
 from ...context import RewriteContext
-from ...errors import ConfigError, plural
+from ...errors import ConfigError, InvalidGraphError, plural
 from ...io import MAX_GRAPH_BYTES
 from ..base import Pass, PassResult, option
 from . import build, inputs, merges, originals, plans, reductions, regions, variables
@@ -109,13 +109,20 @@ class Replicate(Pass):
             raise ConfigError("replicate: share_constants_over must be 0 or more")
         g, rw, a = ctx.graph, ctx.rewriter, ctx.analysis
         replicated = self.mode == "replicated"
-        ctx.batch = batch_inputs.decide(
-            g,
-            a,
-            ctx.shapes,
-            [*ctx.split_inputs, *(self.split or ())],
-            [*ctx.broadcast_inputs, *(self.broadcast or ())],
-        )
+        try:
+            ctx.batch = batch_inputs.decide(
+                g,
+                a,
+                ctx.shapes,
+                [*ctx.split_inputs, *(self.split or ())],
+                [*ctx.broadcast_inputs, *(self.broadcast or ())],
+            )
+        except (ConfigError, InvalidGraphError):
+            # A graph already replicated holds its inputs' shards under the names a split gives
+            # them (its towers meet no more): say that, not which input to split.
+            inputs.check_shard_names(ctx, [i.name for i in a.inputs if i.shape != []])
+            raise
+        inputs.check_shard_names(ctx, ctx.batch.split)  # before any costly stage
         pinned = normalize_pins(ctx).note()
         if pinned:
             ctx.notes.append(pinned)

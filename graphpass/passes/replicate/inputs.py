@@ -44,6 +44,13 @@ def split_inputs(ctx: RewriteContext, regions: Regions, check_batch: bool) -> fr
     return frozenset(regions.batched)
 
 
+def check_shard_names(ctx: RewriteContext, names_: list[str]) -> None:
+    """Refuse inputs whose shards' names (`tower{i}/<input>`, fixed by the contract) are taken."""
+    for name in names_:
+        for i in range(ctx.num_towers):
+            check_free(ctx.graph, tower_name(i, name))
+
+
 def fixed_per_tower(ctx: RewriteContext, regions: Regions, split: dict) -> None:
     """`replicate: {fixed_batch: per_tower}`: each tower takes the fixed batch B the graph was built
     for, so its shapes and constants stay right, and each split input takes K x B (the global
