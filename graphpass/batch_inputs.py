@@ -225,15 +225,15 @@ def _choose(candidates: list[Candidate], said: dict[str, bool], inputs: dict[str
                 outer, t = inner[c.name]
                 raise ConfigError(
                     f"split: input {label} cannot be the batch: its first dimension meets a later axis of "
-                    f"'{t}', whose first axis is {_label(by_name[outer])}'s"
+                    f"'{t}', whose first axis is the first dimension of {_label(by_name[outer])}"
                 )
             if says is False:
                 partner = next((n for n in group_of[c.name] if n != c.name), None)
                 if partner is not None:
                     t = where.get((c.name, partner), "?")
                     raise ConfigError(
-                        f"broadcast: input {label} is the batch: its first dimension meets "
-                        f"{_label(by_name[partner])}'s at '{t}'"
+                        f"broadcast: input {label} is the batch: its first dimension meets that of "
+                        f"{_label(by_name[partner])} at '{t}'"
                     )
             peers = [n for n in group_of[c.name] if n != c.name]
             if says:
@@ -263,7 +263,10 @@ def _choose(candidates: list[Candidate], said: dict[str, bool], inputs: dict[str
 def _not_batch(c: Candidate, inner, by_name, anchors: list[str]) -> str:
     if c.name in inner:
         outer, t = inner[c.name]
-        return f"its first dimension is a later axis of '{t}', whose first axis is {_label(by_name[outer])}'s"
+        return (
+            f"its first dimension is a later axis of '{t}', whose first axis is the first dimension of "
+            f"{_label(by_name[outer])}"
+        )
     if c.pinned:
         return f"its first dimension is fixed by the graph ({c.pinned})"
     if anchors:

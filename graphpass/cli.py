@@ -1,4 +1,5 @@
-"""The graphpass command: arguments, paths, signals and exit codes; the reports are in progress.py."""
+"""The graphpass command: arguments, paths and exit codes; the reports are in progress.py, the
+signals' unwinding in signals.py."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, GraphpassError, shorten
+from .signals import Signalled, signals_unwind
 
 # TensorFlow's C++ errors (a failed cuInit on machines without a GPU, say) are not graphpass's
 # messages; the command line reports problems itself, one line each.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 PROG = "graphpass"
-SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,14 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--rules", default=None, help="preset name or YAML file (default replicated-nccl)")
     r.add_argument(
         "--split",
-        action="append",
+        action="extend",
+        type=_comma_list,
         default=[],
         metavar="INPUT[,INPUT...]",
         help="inputs that are the batch, split across the towers (default: decided from the graph's shapes)",
     )
     r.add_argument(
         "--broadcast",
-        action="append",
+        action="extend",
+        type=_comma_list,
         default=[],
         metavar="INPUT[,INPUT...]",
         help="inputs every tower reads whole (default: decided from the graph's shapes)",
@@ -125,6 +128,11 @@ def _parser() -> argparse.ArgumentParser:
         help="one box per all-reduce key up to N keys, else one box",
     )
     return p
+
+
+def _comma_list(text: str) -> list[str]:
+    """A comma-separated list of input names (the option may also be repeated)."""
+    return [n for n in text.split(",") if n]
 
 
 def _count(text: str) -> int:
@@ -209,8 +217,8 @@ def _cmd_rewrite(args) -> int:
         Progress.for_terminal(args.quiet),
         workers=workers,
         ps_devices=ps,
-        split=_listed(args.split),
-        broadcast=_listed(args.broadcast),
+        split=args.split,
+        broadcast=args.broadcast,
     )
     # The output is renamed into place last: a failure before (TensorBoard's file, the summary, a
     # signal) leaves no output file and no temporary behind.
@@ -223,11 +231,6 @@ def _cmd_rewrite(args) -> int:
             print_summary(args.input, args.out.shown, report, events, stream)
         staged.commit()
     return 0
-
-
-def _listed(values: list[str]) -> list[str]:
-    """Names given as repeated options and/or comma-separated lists."""
-    return [n for v in values for n in v.split(",") if n]
 
 
 def _cmd_rules(args) -> int:
@@ -318,37 +321,6 @@ COMMANDS = {
 }
 
 
-class _Signalled(BaseException):
-    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so temporary files are removed on the way."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _signals_unwind():
-    """SIGINT (as KeyboardInterrupt), SIGTERM and SIGHUP raise where the program is, once: later
-    ones are ignored, so the cleanup the first one starts runs to its end. Signals the caller
-    ignores (nohup's SIGHUP) stay ignored; the caller's handlers come back afterwards."""
-
-    def unwind(signum, frame):
-        for s in saved:
-            signal.signal(s, signal.SIG_IGN)
-        raise KeyboardInterrupt if signum == signal.SIGINT else _Signalled(signum)
-
-    saved = {}
-    with contextlib.suppress(ValueError):  # not the main thread: signals stay the caller's
-        for s in SIGNALS:
-            if signal.getsignal(s) is not signal.SIG_IGN:
-                saved[s] = signal.signal(s, unwind)
-    try:
-        yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-
-
 def _say(line: str) -> None:
     with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr closed: nothing to tell
         print(line, file=sys.stderr, flush=True)
@@ -357,13 +329,13 @@ def _say(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status: 0, 1 (a bug in graphpass, or verify/diff found a
     difference), 2 (bad input or a refusing system), 141 (stdout's reader went away), 128 + N (signal N)."""
-    with _signals_unwind():
+    with signals_unwind():
         try:
             return _main(argv)
         except KeyboardInterrupt:
             _say(f"{PROG}: interrupted")
             return 130
-        except _Signalled as e:
+        except Signalled as e:
             _say(f"{PROG}: terminated by {signal.Signals(e.signum).name}")
             return 128 + e.signum
 

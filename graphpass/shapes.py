@@ -171,7 +171,6 @@ class ShapeOracle:
         the NextIteration that feeds it back, so an Enter stands as an Identity and a Merge
         loses its back edges."""
         if node.op in ("Enter", "RefEnter"):
-            # Enter's shape function forgets the shape (a loop variable may change it).
             out = NodeDef(name=node.name, op="Identity" if node.op == "Enter" else "RefIdentity")
             out.input.extend(node.input)
             out.attr["T"].CopyFrom(node.attr["T"])
@@ -210,9 +209,7 @@ class ShapeOracle:
         else:
             if self._graph is None or (self._subset and node not in self._c_ops):
                 self._load()
-            op = self._graph._create_op_from_tf_operation(self._c_ops[node])  # noqa: SLF001 - TF's op wrapper
-            shape = op.outputs[index].shape
-            result = None if shape.rank is None else [d for d in shape.as_list()]
+            result = _output_dims(self._graph, self._c_ops[node])[index]
         self._cache[ref] = result
         return result
 
@@ -265,10 +262,8 @@ class Probe:
             if c_op is None or n in self._done:
                 continue  # a declaring node (its shapes do not change), or read already
             self._done.add(n)
-            op = self._graph._create_op_from_tf_operation(c_op)  # noqa: SLF001 - TF's op wrapper
-            for i, t in enumerate(op.outputs):
-                shape = t.shape
-                self._read[names.tensor(n, i)] = None if shape.rank is None else shape.as_list()
+            for i, dims in enumerate(_output_dims(self._graph, c_op)):
+                self._read[names.tensor(n, i)] = dims
         return self._read
 
     def close(self) -> None:
@@ -278,6 +273,13 @@ class Probe:
             self._ops = {}
             tf_ops.dismantle_graph(self._graph)
             self._graph = None
+
+
+def _output_dims(graph, c_op) -> list[list[int | None] | None]:
+    """The inferred dims of each output of `c_op`, an operation of TensorFlow graph `graph` (None
+    where even the rank is unknown), read through the Python op wrapper TensorFlow makes for it."""
+    op = graph._create_op_from_tf_operation(c_op)  # noqa: SLF001 - TF's op wrapper, made on demand
+    return [None if t.shape.rank is None else t.shape.as_list() for t in op.outputs]
 
 
 def _import(graph, data: bytes) -> dict[str, object]:

@@ -74,7 +74,12 @@ def test_ambiguous_input_is_refused_naming_it_and_the_option(load_fixture):
 @pytest.mark.parametrize(
     "model, split, broadcast, match",
     [
-        ("mlp_sgd", [], ["x"], r"broadcast: input 'x' is the batch: its first dimension meets 'y'"),
+        (
+            "mlp_sgd",
+            [],
+            ["x"],
+            r"broadcast: input 'x' is the batch: its first dimension meets that of 'y' at",
+        ),
         ("class_weights", ["class_weights"], [], r"split: input 'class_weights' cannot be the batch"),
         ("side_inputs", ["keep_prob"], [], r"'keep_prob' is a scalar"),
         ("mlp_sgd", ["nope"], [], r"split: 'nope' is not an input the training step reads; its inputs: x, y"),

@@ -73,10 +73,10 @@ def fixed_per_tower(ctx: RewriteContext, regions: Regions, split: dict) -> None:
 
 
 def _shards(ctx: RewriteContext, name: str, dtype: int, pieces: list[str]) -> None:
-    """Tower i's `tower{i}/<name>`: an Identity of piece i, on its device."""
+    """Tower i's `tower{i}/<name>`: an Identity of piece i, on its device (check_shard_names made
+    sure the name is free)."""
     rw = ctx.rewriter
     for i, piece in enumerate(pieces):
-        check_free(ctx.graph, tower_name(i, name))
         shard = rw.add(tower_name(i, name), "Identity", [piece], {"T": type_attr(dtype)})
         rw.record_tower(shard.name, i, name)
         rw.set_device(shard.name, devmod.for_node(shard, ctx.devices[i]))
